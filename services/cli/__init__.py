@@ -1,0 +1,44 @@
+"""``pipeq``: the command line for users and operators.
+
+Each command group lives in its own module and is added below. Commands import
+their heavy parts (torch, the worker) inside the command, so ``pipeq submit``
+and ``pipeq status`` start fast and work without torch installed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from services.cli import db, demo, jobs, models, worker
+from shared.errors import ConfigError, InvalidJob, JobError, PipeqError, TransientError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pipeq")
+def cli() -> None:
+    """pipeq: Hugging Face models as an asynchronous job service."""
+
+
+for module in (jobs, worker, db, models, demo):
+    module.register(cli)
+
+
+def main() -> None:
+    """Entry point: pipeq's own errors print as one line, not a traceback."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except (InvalidJob, JobError, ConfigError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except (TransientError, PipeqError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,64 @@
+"""``pipeq worker``: one process per (queues, device)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from shared.queues import WORK_QUEUES
+
+
+@click.command()
+@click.option(
+    "--queue",
+    "-Q",
+    "queues",
+    multiple=True,
+    required=True,
+    type=click.Choice(WORK_QUEUES),
+    help="A queue to serve; repeat for several.",
+)
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="cpu, or cuda:N (the worker then sees that GPU alone).",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 256),
+    default=4,
+    show_default=True,
+    help="Jobs in flight at once (threads sharing the loaded models).",
+)
+@click.option("--prefetch-multiplier", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--name", default=None, help="Worker name (default: queues-device@host).")
+def worker(
+    queues: tuple[str, ...],
+    device: str,
+    concurrency: int,
+    prefetch_multiplier: int,
+    name: str | None,
+) -> None:
+    """Load the models of QUEUES once, then serve their jobs until SIGTERM."""
+    from services.worker.device import pin_device
+
+    placement = pin_device(device)  # before anything imports torch
+    from services.worker.main import run
+
+    queues = tuple(dict.fromkeys(queues))
+    sys.exit(
+        run(
+            queues=queues,
+            placement=placement,
+            concurrency=concurrency,
+            prefetch_multiplier=prefetch_multiplier,
+            name=name,
+        )
+    )
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(worker)

@@ -1,0 +1,57 @@
+"""Celery's consumer, with one change: a message that cannot be decoded fails its job.
+
+Stock Celery logs an undecodable message (not JSON) and acks it, and rejects one
+of a refused content type (pickle) without a trace in the database: either way
+the job would vanish. Here, if the message's
+headers carry a task id, its row ends FAILED with the reason; then the message
+is rejected without requeue, so RabbitMQ moves it to the dead-letter queue.
+Nothing is ever unpickled: the body is not decoded again.
+
+It also leaves out Celery's native delayed delivery (see ``Blueprint``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.worker.consumer import Consumer
+
+from services.worker.runner import job_id_of
+from shared.errors import InvalidJob
+
+log = logging.getLogger(__name__)
+
+
+class JobConsumer(Consumer):  # type: ignore[misc]
+    class Blueprint(Consumer.Blueprint):  # type: ignore[misc]
+        # pipeq never publishes with a countdown or ETA, so Celery's native delayed
+        # delivery (28 extra quorum queues per vhost) is left out.
+        default_steps = [
+            step
+            for step in Consumer.Blueprint.default_steps
+            if not step.endswith(":DelayedDelivery")
+        ]
+
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        self._refuse(message, exc)
+
+    def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
+        self._refuse(message, exc)
+
+    def _refuse(self, message: Any, exc: Exception) -> None:
+        headers = message.headers or {}
+        task_id = headers.get("id")
+        reason = (
+            f"message refused: content type {message.content_type!r} could not be "
+            f"decoded as JSON ({type(exc).__name__}); pipeq accepts JSON only"
+        )
+        log.error("undecodable message (task id %s): %s", task_id, reason)
+        runner = getattr(self.app, "pipeq_runner", None)
+        if isinstance(task_id, str) and runner is not None:
+            queue = str((message.delivery_info or {}).get("routing_key") or "unknown")
+            try:
+                runner.reject(job_id_of(None, task_id), {}, InvalidJob(reason), queue=queue)
+            except Exception:
+                log.exception("could not record the refused message %s", task_id)
+        message.reject(requeue=False)

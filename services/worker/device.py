@@ -1,0 +1,49 @@
+"""Pinning a worker to one device, before torch is imported.
+
+``--device cuda:1`` sets ``CUDA_VISIBLE_DEVICES=1``: the process then sees that
+GPU alone, as ``cuda:0``. ``--device cpu`` hides every GPU. This must run before
+anything imports torch, since CUDA reads the variable once, at initialisation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+
+from shared.errors import ConfigError
+
+DEVICE = re.compile(r"^(cpu|cuda:(\d+(?:,\d+)*))$")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a worker runs: what the user asked for, and what torch will call it."""
+
+    requested: str
+    visible_devices: str
+    torch_device: str
+
+    @property
+    def gpus(self) -> int:
+        return len(self.visible_devices.split(",")) if self.visible_devices else 0
+
+
+def parse_device(device: str) -> Placement:
+    """``cpu``, ``cuda:N`` or ``cuda:N,M`` (several GPUs for one large model)."""
+    match = DEVICE.match(device.strip())
+    if not match:
+        raise ConfigError(f"--device must be cpu or cuda:N (or cuda:N,M), got {device!r}")
+    if match.group(1) == "cpu":
+        return Placement(device, "", "cpu")
+    return Placement(device, match.group(2), "cuda:0")
+
+
+def pin_device(device: str) -> Placement:
+    """Set ``CUDA_VISIBLE_DEVICES`` for ``device``; refuses once torch is loaded."""
+    placement = parse_device(device)
+    if "torch" in sys.modules:
+        raise ConfigError("pin_device() must run before torch is imported")
+    os.environ["CUDA_VISIBLE_DEVICES"] = placement.visible_devices
+    return placement

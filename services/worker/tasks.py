@@ -1,0 +1,38 @@
+"""The Celery task: thin, like a web view. It hands the message to the runner.
+
+It accepts any arguments, so that a malformed message from a foreign producer
+reaches the runner (and fails its own job with a clear message) instead of
+dying in Celery's argument binding. If the database stays away, the message is
+handed back to the broker unacked (``Reject(requeue=True)``) rather than lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import Reject
+
+from services.worker.runner import JobRunner
+from shared.errors import TransientError
+from shared.jobs import TASK_NAME
+
+
+def register(app: Celery, runner: JobRunner) -> Task:
+    @app.task(name=TASK_NAME, bind=True)  # type: ignore[untyped-decorator]
+    def run_job(self: Task, *args: Any, **kwargs: Any) -> str:
+        message: Any
+        if len(args) == 1 and not kwargs:
+            message = args[0]
+        elif not args:
+            message = kwargs
+        else:
+            message = {"args": list(args), **kwargs}
+        delivery = self.request.delivery_info or {}
+        queue = str(delivery.get("routing_key") or "unknown")
+        try:
+            return runner.run(message, fallback_id=self.request.id, queue=queue)
+        except TransientError as exc:
+            raise Reject(str(exc), requeue=True) from exc
+
+    return run_job

@@ -1,0 +1,52 @@
+"""``pipeq models build-tiny``: a tiny random model for every task, built offline in seconds.
+
+Each module here builds one task's model (config + random weights + a tokenizer
+or processor made in code) into a folder, and names sample inputs for the demo.
+:func:`build_all` writes them all and a registry file with aliases ``tiny-<task>``.
+Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import tomli_w
+
+from services.worker.tiny import text_classification
+from shared.registry import ModelSpec, dump_registry
+
+log = logging.getLogger(__name__)
+
+BUILDERS: dict[str, ModuleType] = {module.TASK: module for module in (text_classification,)}
+
+
+def alias(task: str) -> str:
+    return f"tiny-{task}"
+
+
+def samples() -> dict[str, list[Any]]:
+    """Sample inputs per task, for the demo and smoke tests."""
+    return {task: list(module.SAMPLES) for task, module in BUILDERS.items()}
+
+
+def build_all(folder: Path, *, tasks: list[str] | None = None, seed: int = 0) -> Path:
+    """Build the tiny models of ``tasks`` (default: all) in ``folder``; returns the registry."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = []
+    for task in tasks or list(BUILDERS):
+        started = time.perf_counter()
+        torch.manual_seed(seed)
+        name = alias(task)
+        BUILDERS[task].build(folder / name)
+        extra = getattr(BUILDERS[task], "REGISTRY", {})
+        specs.append(ModelSpec(alias=name, task=task, source=name, **extra))
+        log.info("built %s in %.2f s", name, time.perf_counter() - started)
+    path = folder / "models.toml"
+    path.write_text(tomli_w.dumps(dump_registry(specs)))
+    return path

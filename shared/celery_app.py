@@ -1,0 +1,67 @@
+"""The Celery application, configured the same way for producers and workers.
+
+JSON is the only content type a worker accepts: a pickled message is refused
+before anything decodes it. Acks are late and a task whose worker dies is
+rejected (so RabbitMQ redelivers it, up to the queue's delivery limit); pipeq
+keeps no Celery results, because the job row in the database is the truth.
+Producers publish with confirms, so a submit returns only once RabbitMQ has
+the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from shared.queues import WORK_QUEUES, kombu_queues
+from shared.settings import Settings, get_settings
+
+
+def broker_options(settings: Settings) -> dict[str, Any]:
+    if settings.embedded_broker:
+        folder = settings.broker_folder
+        for sub in ("queue", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"),
+            "polling_interval": 0.05,
+        }
+    return {"confirm_publish": True}
+
+
+def make_app(settings: Settings | None = None, *, prefetch_multiplier: int = 1) -> Celery:
+    """A Celery app for ``settings``; workers and producers both start here."""
+    settings = settings or get_settings()
+    app = Celery("pipeq", broker=settings.resolved_broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        event_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        task_queues=kombu_queues(WORK_QUEUES, quorum=not settings.embedded_broker),
+        task_default_queue=WORK_QUEUES[0],
+        task_create_missing_queues=False,
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": 5,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 3,
+        },
+        broker_transport_options=broker_options(settings),
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_prefetch_multiplier=prefetch_multiplier,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_deduplicate_successful_tasks=False,
+    )
+    return app

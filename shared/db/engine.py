@@ -1,0 +1,75 @@
+"""Engines and sessions: one engine per database URL per process.
+
+SQLite (the embedded default) is opened in WAL mode with a busy timeout so
+that a producer process and a worker process can share the file. PostgreSQL
+connections are checked before use, so a restarted server costs one retry,
+not a crashed worker. :func:`session_scope` is the unit of work: callers own
+the transaction, repository functions never commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.errors import translating
+from shared.settings import get_settings
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+@functools.cache
+def get_engine(url: str | None = None) -> Engine:
+    """The process's engine for ``url`` (default: the settings' database)."""
+    url = url or get_settings().resolved_database_url
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+@functools.cache
+def _factory(url: str | None) -> sessionmaker[Session]:
+    return sessionmaker(get_engine(url), expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session whose transaction commits on success and rolls back on error.
+
+    Database errors leave as :class:`shared.errors.DatabaseUnavailable` (transient)
+    or as they were (a bug).
+    """
+    with translating("database"):
+        session = _factory(url)()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+
+def reset_engines() -> None:
+    """Forget every engine (tests that switch databases, processes after fork)."""
+    for factory in (_factory, get_engine):
+        factory.cache_clear()

@@ -1,0 +1,142 @@
+"""pipeq's errors, and the one boundary where outside exceptions become ours.
+
+::
+
+    PipeqError
+     ├── JobError                 permanent: the job ends FAILED at once, the message is acked
+     │    ├── InvalidJob          the message is malformed (not JSON, missing or mistyped fields)
+     │    │    ├── InvalidParameter   a parameter is unknown, mistyped or out of range
+     │    │    └── InvalidInput       inputs that are empty, too large, or do not decode
+     │    ├── UnknownModel        the alias is not in the registry
+     │    ├── UnsupportedTask     the task is not one pipeq serves
+     │    ├── ModelFailure        the model cannot load or run this input (bad checkpoint, OOM)
+     │    └── JobTimeout          the job ran past its task family's time limit
+     ├── JobCancelled             control flow: a user cancelled the job; it ends CANCELLED
+     ├── JobNotFound              a status query names no job (the CLI exits 1, the gateway 404s)
+     ├── TransientError           retried with backoff; the message is not acked meanwhile
+     │    ├── DatabaseUnavailable
+     │    └── BrokerUnavailable
+     └── ConfigError              bad settings or registry: the process refuses to start
+
+Code that calls SQLAlchemy, kombu, torch or transformers does it inside
+:func:`translating`, which re-raises their exceptions as the ones above,
+``from`` the original. Each :class:`JobError` carries a short ``code`` that is
+stored in the job row's ``error_type`` and a message a user can act on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+class PipeqError(Exception):
+    """Root of every error pipeq raises on purpose."""
+
+    code = "error"
+
+
+class JobError(PipeqError):
+    """A job cannot succeed as submitted; retrying it would fail the same way."""
+
+    code = "job_error"
+
+
+class InvalidJob(JobError):
+    code = "invalid_job"
+
+
+class InvalidParameter(InvalidJob):
+    code = "invalid_parameter"
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"parameter {name!r}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
+class InvalidInput(InvalidJob):
+    code = "invalid_input"
+
+
+class UnknownModel(JobError):
+    code = "unknown_model"
+
+
+class UnsupportedTask(JobError):
+    code = "unsupported_task"
+
+
+class ModelFailure(JobError):
+    code = "model_failure"
+
+
+class JobTimeout(JobError):
+    code = "timeout"
+
+
+class JobCancelled(PipeqError):
+    code = "cancelled"
+
+
+class JobNotFound(PipeqError, LookupError):
+    code = "not_found"
+
+
+class TransientError(PipeqError):
+    """Something outside the job is away for now; the same job may succeed later."""
+
+    code = "transient"
+
+
+class DatabaseUnavailable(TransientError):
+    code = "database_unavailable"
+
+
+class BrokerUnavailable(TransientError):
+    code = "broker_unavailable"
+
+
+class ConfigError(PipeqError):
+    code = "config_error"
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    # torch.OutOfMemoryError, matched by name: shared/ never imports torch.
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+@contextlib.contextmanager
+def translating(context: str = "") -> Iterator[None]:
+    """Re-raise outside exceptions as pipeq's, keeping the original as ``__cause__``.
+
+    ``context`` prefixes the message ("loading model tiny-x", say) so that a
+    user sees where it failed.
+    """
+    prefix = f"{context}: " if context else ""
+    try:
+        yield
+    except PipeqError:
+        raise
+    except Exception as exc:
+        translated = _translate(exc, prefix)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+def _translate(exc: Exception, prefix: str) -> PipeqError | None:
+    import kombu.exceptions
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        return DatabaseUnavailable(f"{prefix}database unavailable ({exc.orig!r})")
+    if isinstance(exc, sqlalchemy.exc.DisconnectionError | sqlalchemy.exc.TimeoutError):
+        return DatabaseUnavailable(f"{prefix}database unavailable ({exc})")
+    if isinstance(exc, kombu.exceptions.OperationalError | ConnectionError):
+        return BrokerUnavailable(f"{prefix}broker unavailable ({exc})")
+    if _is_out_of_memory(exc):
+        return ModelFailure(f"{prefix}out of memory ({str(exc).splitlines()[0][:200]})")
+    if isinstance(exc, OSError) and "does not appear to have" in str(exc):
+        return ModelFailure(f"{prefix}{exc}")
+    return None

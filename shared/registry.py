@@ -1,0 +1,143 @@
+"""The model registry: the only models a job may name, read from a TOML file.
+
+::
+
+    [models.tiny-text-classification]
+    task = "text-classification"
+    source = "tiny-text-classification"   # a folder (relative to this file) or a Hub id
+    revision = "main"                      # Hub ids only
+    dtype = "auto"
+
+A job names an alias and nothing else: it can never choose a source, a
+revision or ``trust_remote_code``. This module only reads and checks the file
+(no torch); the worker's ``services.worker.registry`` loads the models.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.errors import ConfigError, UnknownModel, UnsupportedTask
+from shared.jobs import ALIAS_PATTERN
+from shared.queues import queue_for
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class BatchOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_size: int = Field(32, ge=1, le=1024)
+    max_wait_ms: float = Field(5.0, ge=0, le=10_000)
+
+
+class ModelSpec(BaseModel):
+    """One registry entry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alias: str = Field(pattern=ALIAS_PATTERN)
+    task: str
+    source: str
+    revision: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    trust_remote_code: bool = False
+    defaults: dict[str, Any] = Field(default_factory=dict, description="Parameter defaults.")
+    limits: dict[str, int | float] = Field(default_factory=dict, description="Parameter caps.")
+    batch: BatchOptions = Field(default_factory=BatchOptions)
+    #: Set by the loader: the folder the registry file lives in.
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    @field_validator("task")
+    @classmethod
+    def _served(cls, task: str) -> str:
+        try:
+            queue_for(task)
+        except UnsupportedTask as exc:
+            raise ValueError(str(exc)) from None
+        return task
+
+    @property
+    def queue(self) -> str:
+        return queue_for(self.task)
+
+    @property
+    def location(self) -> str:
+        """What ``from_pretrained`` gets: a local folder, or a Hub id."""
+        path = Path(self.source).expanduser()
+        if not path.is_absolute():
+            path = self.base_dir / path
+        if path.exists():
+            return str(path.resolve())
+        if HUB_ID.match(self.source):
+            return self.source
+        raise ConfigError(
+            f"model {self.alias!r}: source {self.source!r} is neither a folder "
+            f"({path}) nor a Hub id"
+        )
+
+
+class Registry:
+    """Aliases to specs, as read from one registry file."""
+
+    def __init__(self, specs: dict[str, ModelSpec], path: Path | None = None) -> None:
+        self.specs = specs
+        self.path = path
+
+    def get(self, alias: str) -> ModelSpec:
+        try:
+            return self.specs[alias]
+        except KeyError:
+            raise UnknownModel(f"unknown model {alias!r}: not in the registry") from None
+
+    def for_queues(self, queues: tuple[str, ...] | list[str]) -> list[ModelSpec]:
+        return [spec for spec in self.specs.values() if spec.queue in queues]
+
+    def __contains__(self, alias: object) -> bool:
+        return alias in self.specs
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+
+def parse_registry(data: dict[str, Any], *, base_dir: Path, path: Path | None = None) -> Registry:
+    models = data.get("models", {})
+    unknown = set(data) - {"models"}
+    if unknown or not isinstance(models, dict):
+        raise ConfigError(f"registry {path}: expected only [models.<alias>] tables")
+    specs = {}
+    for alias, entry in models.items():
+        try:
+            specs[alias] = ModelSpec.model_validate({**entry, "alias": alias, "base_dir": base_dir})
+        except (ValidationError, TypeError) as exc:
+            raise ConfigError(f"registry {path}: model {alias!r}: {exc}") from None
+    return Registry(specs, path)
+
+
+def load_registry(path: Path) -> Registry:
+    """Read and check the registry file at ``path``; an absent file is an empty registry."""
+    if not path.exists():
+        return Registry({}, path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, OSError) as exc:
+        raise ConfigError(f"registry {path}: {exc}") from exc
+    return parse_registry(data, base_dir=path.parent.resolve(), path=path)
+
+
+def dump_registry(specs: list[ModelSpec]) -> dict[str, Any]:
+    """The TOML-ready form of ``specs`` (what ``build-tiny`` writes)."""
+    models = {}
+    for spec in specs:
+        entry = spec.model_dump(
+            exclude={"alias", "base_dir"}, exclude_none=True, exclude_defaults=True
+        )
+        entry["task"] = spec.task
+        entry["source"] = spec.source
+        models[spec.alias] = entry
+    return {"models": models}

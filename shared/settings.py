@@ -1,0 +1,114 @@
+"""The one place pipeq reads its configuration from the environment.
+
+Every process builds its :class:`Settings` through :func:`get_settings`, which
+reads ``PIPEQ_*`` variables once, on first call, never at import time. Tests and
+the CLI that change the environment call ``get_settings.cache_clear()``.
+
+With nothing set, pipeq runs embedded under ``PIPEQ_HOME`` (default ``./.pipeq``):
+a SQLite database and kombu's filesystem transport, both of which work across
+processes on one host. Set ``PIPEQ_BROKER_URL=amqp://...`` and
+``PIPEQ_DATABASE_URL=postgresql+psycopg://...`` and the same code runs on
+RabbitMQ and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_BROKER = "filesystem://"
+
+
+class Settings(BaseSettings):
+    """pipeq's configuration; every field is read from ``PIPEQ_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="PIPEQ_", extra="ignore")
+
+    home: Path = Field(Path(".pipeq"), description="Folder for embedded data.")
+    # URLs carry passwords: kept out of repr, and logged only through redact_url().
+    broker_url: str = Field("", repr=False, description="Celery broker URL; empty: embedded.")
+    database_url: str = Field("", repr=False, description="SQLAlchemy URL; empty: SQLite.")
+    models: Path | None = Field(None, description="Model registry file (TOML).")
+
+    blob_dir: Path | None = Field(None, description="Root for file references in job inputs.")
+    data_dir: Path | None = Field(None, description="Root for fine-tuning data sets.")
+    model_store: Path | None = Field(None, description="Where fine-tuned models are written.")
+
+    max_message_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    inline_inputs_bytes: int = Field(
+        64 * 1024, ge=0, description="Inputs larger than this are stored as a digest only."
+    )
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("PIPEQ_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL")
+        return value
+
+    # Derived locations. They are properties, not fields, so that changing
+    # PIPEQ_HOME moves all of them at once.
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'pipeq.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or EMBEDDED_BROKER
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.resolved_broker_url.startswith("filesystem:")
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.home / "broker").resolve()
+
+    @property
+    def registry_path(self) -> Path:
+        return (self.models or self.home / "models.toml").resolve()
+
+    @property
+    def resolved_blob_dir(self) -> Path:
+        return (self.blob_dir or self.home / "blobs").resolve()
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return (self.data_dir or self.home / "data").resolve()
+
+    @property
+    def resolved_model_store(self) -> Path:
+        return (self.model_store or self.home / "store").resolve()
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for logs: any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -1,0 +1,139 @@
+"""The CLI as a user drives it, on the embedded default: separate producer and worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tests.helpers import WorkerProcess, pipeq
+
+
+def test_submit_wait_status_jobs(embedded_worker: WorkerProcess, cli_env: dict[str, str]) -> None:
+    done = pipeq(
+        "submit",
+        "text-classification",
+        "--model",
+        "tiny-text-classification",
+        "--text",
+        "I love it",
+        "--text",
+        "I hate it",
+        "--params",
+        '{"top_k": 1}',
+        "--wait",
+        "--timeout",
+        "60",
+        "--json",
+        env=cli_env,
+    )
+    job = json.loads(done.stdout)
+    assert {"id", "state", "task", "model", "result", "error"} <= set(job)
+    assert job["state"] == "SUCCEEDED" and job["error"] is None
+    assert len(job["result"]) == 2 and all(len(r) == 1 for r in job["result"])
+
+    shown = json.loads(pipeq("status", job["id"][:8], "--json", env=cli_env).stdout)
+    assert shown == job
+
+    human = pipeq("status", job["id"], env=cli_env).stdout
+    assert "SUCCEEDED" in human and "tiny-text-classification" in human
+
+    listed = pipeq("jobs", "--state", "SUCCEEDED", "--limit", "5", env=cli_env).stdout
+    assert job["id"][:8] in listed
+
+
+def test_text_from_a_file(
+    embedded_worker: WorkerProcess, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    text = tmp_path / "review.txt"
+    text.write_text("what a great day")
+    done = pipeq(
+        "submit",
+        "text-classification",
+        "-m",
+        "tiny-text-classification",
+        "--file",
+        str(text),
+        "--wait",
+        "--json",
+        env=cli_env,
+    )
+    assert json.loads(done.stdout)["state"] == "SUCCEEDED"
+
+
+def test_refusals_at_submit_are_clear(cli_env: dict[str, str]) -> None:
+    bad = pipeq(
+        "submit",
+        "text-classification",
+        "-m",
+        "tiny-text-classification",
+        "-t",
+        "x",
+        "--params",
+        '{"top_k": -1}',
+        env=cli_env,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "error: parameter 'top_k'" in bad.stderr and "Traceback" not in bad.stderr
+    unknown = pipeq("submit", "sing", "-m", "x", "-t", "x", env=cli_env, check=False)
+    assert unknown.returncode == 2 and "unknown task 'sing'" in unknown.stderr
+    both = pipeq("submit", "text-classification", "-m", "x", env=cli_env, check=False)
+    assert both.returncode == 2 and "exactly one of" in both.stderr
+
+
+def test_a_failed_job_exits_1_with_its_reason(
+    embedded_worker: WorkerProcess, cli_env: dict[str, str]
+) -> None:
+    done = pipeq(
+        "submit",
+        "text-classification",
+        "-m",
+        "ghost",
+        "-t",
+        "x",
+        "--wait",
+        "--json",
+        env=cli_env,
+        check=False,
+    )
+    assert done.returncode == 1
+    job = json.loads(done.stdout)
+    assert job["state"] == "FAILED"
+    assert job["error"] == {
+        "type": "unknown_model",
+        "message": "unknown model 'ghost': not in the registry",
+    }
+
+
+def test_cancel_a_queued_job(cli_env: dict[str, str], tmp_path: Path) -> None:
+    # A queue with no worker: the job stays QUEUED until cancelled.
+    env = dict(cli_env, PIPEQ_HOME=str(tmp_path / "no-worker"))
+    pipeq("db", "upgrade", env=env)
+    job = json.loads(
+        pipeq(
+            "submit",
+            "text-classification",
+            "-m",
+            "tiny-text-classification",
+            "-t",
+            "x",
+            "--json",
+            env=env,
+        ).stdout
+    )
+    assert job["state"] == "QUEUED"
+    cancelled = json.loads(pipeq("cancel", job["id"], "--json", env=env).stdout)
+    assert cancelled["state"] == "CANCELLED"
+    missing = pipeq("status", "ffffffff", env=env, check=False)
+    assert missing.returncode == 1 and "no job 'ffffffff'" in missing.stderr
+
+
+def test_demo(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PIPEQ_")}
+    env["PIPEQ_HOME"] = str(tmp_path / "demo")
+    done = pipeq("demo", env=env, timeout=600)
+    out = done.stdout
+    assert "SUCCEEDED" in out and "unknown model 'no-such-model'" in out
+    assert "refused at submit" in out and "worker stopped (exit 0)" in out
+    assert out.count("SUCCEEDED") >= 2

@@ -1,0 +1,102 @@
+"""Test helpers: real worker processes, and isolated databases and vhosts per session."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parents[1]
+PIPEQ = [sys.executable, "-m", "services.cli"]
+
+
+def pipeq(
+    *args: str, env: dict[str, str], timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``pipeq`` CLI as a user would, in a fresh process."""
+    return subprocess.run(
+        [*PIPEQ, *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
+class WorkerProcess:
+    """A real ``pipeq worker`` subprocess, with its log in a file."""
+
+    def __init__(
+        self, *, queues: list[str], env: dict[str, str], log: Path, extra: list[str] | None = None
+    ) -> None:
+        self.queues = queues
+        self.env = env
+        self.log_path = log
+        self.extra = extra or []
+        self.process: subprocess.Popen[bytes] | None = None
+        self._offset = 0
+
+    def start(self, *, timeout: float = 120) -> WorkerProcess:
+        args = [*PIPEQ, "worker", "--device", "cpu", *self.extra]
+        for queue in self.queues:
+            args += ["--queue", queue]
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                args,
+                env=self.env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.wait_for(r" ready\.", timeout=timeout)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[self._offset :]
+
+    def wait_for(self, pattern: str, *, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if re.search(pattern, self.log()):
+                return
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"worker exited ({self.process.returncode}):\n{self.log()}")
+            time.sleep(0.1)
+        raise TimeoutError(f"worker log never matched {pattern!r}:\n{self.log()[-4000:]}")
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, *, timeout: float = 60) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return -9
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def with_path(url: str, path: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=path))
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"

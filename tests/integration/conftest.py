@@ -1,0 +1,60 @@
+"""The integration tier: one migrated database, one vhost and one shared worker per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.client import Client
+from shared.settings import Settings
+from tests.helpers import WorkerProcess, pipeq
+from tests.infra import Infra, infra
+
+__all__ = ["infra"]
+
+
+@pytest.fixture(scope="session")
+def pipeq_env(
+    infra: Infra, tiny_registry: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """The environment of every pipeq process in this session (workers, CLI)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PIPEQ_")}
+    env.update(
+        PIPEQ_BROKER_URL=infra.broker_url,
+        PIPEQ_DATABASE_URL=infra.database_url,
+        PIPEQ_MODELS=str(tiny_registry),
+        PIPEQ_HOME=str(tmp_path_factory.mktemp("pipeq-home")),
+        HF_HUB_OFFLINE="1",
+    )
+    pipeq("db", "upgrade", env=env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(pipeq_env: dict[str, str]) -> Settings:
+    return Settings(
+        broker_url=pipeq_env["PIPEQ_BROKER_URL"],
+        database_url=pipeq_env["PIPEQ_DATABASE_URL"],
+        models=Path(pipeq_env["PIPEQ_MODELS"]),
+        home=Path(pipeq_env["PIPEQ_HOME"]),
+    )
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings) -> Client:
+    return Client(settings)
+
+
+@pytest.fixture(scope="session")
+def worker(
+    pipeq_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[WorkerProcess]:
+    """The session's shared worker, serving the inference queues."""
+    log = tmp_path_factory.mktemp("logs") / "worker.log"
+    process = WorkerProcess(queues=["nlp", "vision", "audio"], env=pipeq_env, log=log).start()
+    yield process
+    process.stop()

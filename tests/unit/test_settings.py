@@ -1,0 +1,51 @@
+"""Settings: embedded by default, servers by URL, read only when asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.settings import Settings, get_settings, redact_url
+
+
+def test_embedded_default(embedded_env: Path) -> None:
+    settings = get_settings()
+    assert settings.embedded_broker
+    assert settings.resolved_broker_url == "filesystem://"
+    assert settings.resolved_database_url == f"sqlite:///{(embedded_env / 'pipeq.db').resolve()}"
+    assert settings.registry_path == (embedded_env / "models.toml").resolve()
+
+
+def test_server_urls(embedded_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert get_settings().embedded_broker
+    monkeypatch.setenv("PIPEQ_BROKER_URL", "amqp://u:secret@rabbit:5672//")
+    monkeypatch.setenv("PIPEQ_DATABASE_URL", "postgresql+psycopg://u:pw@db/pipeq")
+    monkeypatch.setenv("PIPEQ_MODELS", "/etc/pipeq/models.toml")
+    assert get_settings().embedded_broker  # cached: the environment was read once
+    get_settings.cache_clear()
+    settings = get_settings()
+    assert not settings.embedded_broker
+    assert settings.resolved_database_url == "postgresql+psycopg://u:pw@db/pipeq"
+    assert settings.registry_path == Path("/etc/pipeq/models.toml")
+
+
+def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPEQ_DATABASE_URL", "mysql://x")
+    with pytest.raises(ValueError, match="PIPEQ_DATABASE_URL"):
+        Settings()
+    monkeypatch.delenv("PIPEQ_DATABASE_URL")
+    monkeypatch.setenv("PIPEQ_LOG_LEVEL", "chatty")
+    with pytest.raises(ValueError, match="log level"):
+        Settings()
+
+
+def test_passwords_are_redacted() -> None:
+    assert redact_url("amqp://guest:guest@host:5672/v") == "amqp://guest:***@host:5672/v"
+    assert redact_url("postgresql+psycopg://u@db/x") == "postgresql+psycopg://u@db/x"
+    assert "secret" not in redact_url("postgresql+psycopg://u:secret@db:5432/x")
+
+
+def test_urls_stay_out_of_repr() -> None:
+    settings = Settings(broker_url="amqp://u:secret@h//", database_url="postgresql://u:pw@h/x")
+    assert "secret" not in repr(settings) and "pw@" not in repr(settings)
