@@ -49,3 +49,6 @@ check: lint types test
 
 clean:
 	rm -rf $(VENV) .pipeq .mypy_cache .ruff_cache .pytest_cache
+
+bench: install
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)

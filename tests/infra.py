@@ -9,6 +9,7 @@ service that cannot be reached fails the run; where they are not, it skips.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -48,6 +49,13 @@ def _rabbitmqctl(*args: str) -> bool:
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
+    with isolated_services() as services:
+        yield services
+
+
+@contextlib.contextmanager
+def isolated_services() -> Iterator[Infra]:
+    """A fresh database and vhost on the test services, dropped on exit."""
     from kombu import Connection
 
     broker = os.environ.get("PIPEQ_TEST_BROKER_URL", DEFAULT_BROKER)

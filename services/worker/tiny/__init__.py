@@ -36,7 +36,9 @@ def samples() -> dict[str, list[Any]]:
 def build_all(folder: Path, *, tasks: list[str] | None = None, seed: int = 0) -> Path:
     """Build the tiny models of ``tasks`` (default: all) in ``folder``; returns the registry."""
     import torch
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     folder.mkdir(parents=True, exist_ok=True)
     specs = []
     for task in tasks or list(BUILDERS):
