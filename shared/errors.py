@@ -13,6 +13,8 @@
      │    └── JobTimeout          the job ran past its task family's time limit
      ├── JobCancelled             control flow: a user cancelled the job; it ends CANCELLED
      ├── JobNotFound              a status query names no job (the CLI exits 1, the gateway 404s)
+     ├── ScheduleNotFound         no schedule has that name (exit 1)
+     ├── InvalidSchedule          a schedule's name or cadence is malformed, or taken (exit 2)
      ├── TransientError           retried with backoff; the message is not acked meanwhile
      │    ├── DatabaseUnavailable
      │    └── BrokerUnavailable
@@ -81,6 +83,14 @@ class JobCancelled(PipeqError):
 
 class JobNotFound(PipeqError, LookupError):
     code = "not_found"
+
+
+class ScheduleNotFound(PipeqError, LookupError):
+    code = "schedule_not_found"
+
+
+class InvalidSchedule(PipeqError):
+    code = "invalid_schedule"
 
 
 class TransientError(PipeqError):

@@ -79,6 +79,7 @@ class JobView(BaseModel):
     attempts: int = 0
     worker: str | None = None
     idempotency_key: str | None = None
+    schedule_id: str | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -14,13 +14,18 @@ RabbitMQ and PostgreSQL.
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.durations import parse_duration
+
 EMBEDDED_BROKER = "filesystem://"
+_ZERO = timedelta(0)
 
 
 class Settings(BaseSettings):
@@ -45,6 +50,26 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    # Beat (services/beat). Durations read like 7d, 12h, 10m, 90s, or seconds;
+    # a retention of "never" keeps that state's jobs for ever.
+    retain_succeeded: timedelta | None = Field(timedelta(days=7))
+    retain_failed: timedelta | None = Field(timedelta(days=30))
+    retain_cancelled: timedelta | None = Field(timedelta(days=7))
+    retain_workers: timedelta | None = Field(
+        timedelta(days=7), description="Forget workers not seen for this long."
+    )
+    heartbeat_timeout: timedelta = Field(
+        timedelta(minutes=10), gt=_ZERO, description="A RUNNING job silent this long is failed."
+    )
+    housekeeping_interval: timedelta = Field(timedelta(minutes=1), gt=_ZERO)
+    worker_ping_interval: timedelta = Field(timedelta(seconds=30), gt=_ZERO)
+    worker_ping_timeout: timedelta = Field(timedelta(seconds=1), gt=_ZERO)
+    beat_poll_interval: timedelta = Field(
+        timedelta(seconds=1),
+        gt=_ZERO,
+        description="Beat's longest sleep: how soon it sees a change.",
+    )
+
     @field_validator("log_level")
     @classmethod
     def _upper_level(cls, value: str) -> str:
@@ -52,6 +77,24 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @field_validator(
+        "retain_succeeded",
+        "retain_failed",
+        "retain_cancelled",
+        "retain_workers",
+        "heartbeat_timeout",
+        "housekeeping_interval",
+        "worker_ping_interval",
+        "worker_ping_timeout",
+        "beat_poll_interval",
+        mode="before",
+    )
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return None if value.strip().lower() == "never" else parse_duration(value)
+        return value
 
     @field_validator("database_url")
     @classmethod

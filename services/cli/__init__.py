@@ -11,8 +11,15 @@ import sys
 
 import click
 
-from services.cli import db, demo, jobs, models, worker
-from shared.errors import ConfigError, InvalidJob, JobError, PipeqError, TransientError
+from services.cli import beat, db, demo, jobs, models, schedule, worker
+from shared.errors import (
+    ConfigError,
+    InvalidJob,
+    InvalidSchedule,
+    JobError,
+    PipeqError,
+    TransientError,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +28,7 @@ def cli() -> None:
     """pipeq: Hugging Face models as an asynchronous job service."""
 
 
-for module in (jobs, worker, db, models, demo):
+for module in (jobs, worker, db, models, demo, schedule, beat):
     module.register(cli)
 
 
@@ -36,7 +43,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         sys.exit(130)
-    except (InvalidJob, JobError, ConfigError) as exc:
+    except (InvalidJob, JobError, ConfigError, InvalidSchedule) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except (TransientError, PipeqError) as exc:

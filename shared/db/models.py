@@ -1,7 +1,8 @@
 """The tables, in SQLAlchemy 2.0 declarative style.
 
 These classes are the storage layer only. Users see jobs as
-:class:`shared.jobs.JobView`, converted in :func:`shared.db.repo.to_view`.
+:class:`shared.jobs.JobView`, converted in :func:`shared.db.repo.to_view`, and
+schedules as :class:`shared.schedules.ScheduleView`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -75,9 +86,59 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The schedule whose run made this job; kept (as NULL) when the schedule is removed.
+    schedule_id: Mapped[str | None] = mapped_column(
+        String(36),
+        ForeignKey("schedules.id", name="fk_jobs_schedule_id", ondelete="SET NULL"),
+        nullable=True,
+    )
 
     __table_args__ = (
         Index("ix_jobs_state_updated_at", "state", "updated_at"),
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_task_state", "task", "state"),
+        Index("ix_jobs_schedule_id", "schedule_id"),
     )
+
+
+class Schedule(Base):
+    """A recurring job: its cadence, the job it submits, and when it runs next.
+
+    Exactly one of ``cron`` and ``every_seconds`` is set. ``next_run_at`` is the
+    truth beat acts on: a run is claimed by moving it forward (see
+    :func:`shared.db.schedules.record_run`).
+    """
+
+    __tablename__ = "schedules"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    cron: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    every_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    task: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    inputs: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_schedules_paused_next_run_at", "paused", "next_run_at"),)
+
+
+class KnownWorker(Base):
+    """A worker that answered beat's ping, and when it was first and last seen."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_workers_last_seen_at", "last_seen_at"),)

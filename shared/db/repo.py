@@ -176,6 +176,7 @@ def to_view(job: Job) -> JobView:
         attempts=job.attempts,
         worker=job.worker,
         idempotency_key=job.idempotency_key,
+        schedule_id=job.schedule_id,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
