@@ -45,13 +45,15 @@ class TextGeneration(Handler[TextGenerationParams]):
         if not runnable:
             return outputs
         prompts = [items[index] for index in runnable]
+        kwargs["return_full_text"] = params.return_full_text
         with model_errors(loaded), sampling(kwargs, params.seed):
-            results = loaded.pipeline(
-                prompts,
-                batch_size=len(prompts),
-                return_full_text=params.return_full_text,
-                **kwargs,
-            )
+            if len(prompts) == 1:
+                # A lone prompt is not batched: the pipeline's DataLoader would draw from
+                # the random generator first, and a seed would give another text than a
+                # direct call with that seed.
+                results = [loaded.pipeline(prompts[0], **kwargs)]
+            else:
+                results = loaded.pipeline(prompts, batch_size=len(prompts), **kwargs)
         for index, result in zip(runnable, results, strict=True):
             outputs[index] = result
         return outputs

@@ -45,6 +45,7 @@ def wordpiece_tokenizer(*, vocab_size: int = 256, model_max_length: int = 128) -
         sep_token="[SEP]",
         mask_token="[MASK]",
         model_max_length=model_max_length,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
 
 
