@@ -28,7 +28,8 @@ def wordpiece_tokenizer(*, vocab_size: int = 256, model_max_length: int = 128) -
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.train_from_iterator(
-        CORPUS * 4, WordPieceTrainer(vocab_size=vocab_size, special_tokens=special)
+        CORPUS * 4,
+        WordPieceTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False),
     )
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
@@ -75,6 +76,7 @@ def byte_level_tokenizer(
         vocab_size=vocab_size,
         special_tokens=special,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tokenizer.train_from_iterator(CORPUS * 4, trainer)
     if template is None:
@@ -101,7 +103,7 @@ def bpe_vocab(*, special: list[str], vocab_size: int = 240) -> tuple[dict[str, i
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.train_from_iterator(
-        CORPUS * 4, BpeTrainer(vocab_size=vocab_size, special_tokens=special)
+        CORPUS * 4, BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False)
     )
     model = json.loads(tokenizer.to_str())["model"]
     merges = [
