@@ -11,7 +11,7 @@ from typing import Any
 
 from services.worker.handlers.base import ItemError, Loaded, text_items
 from services.worker.handlers.nlp_common import check_max_length, tokenizer_kwargs
-from services.worker.handlers.pipelines import PipelineHandler, model_errors
+from services.worker.handlers.pipelines import PipelineHandler, model_call
 from shared.params.nlp import FillMaskParams
 
 
@@ -45,7 +45,7 @@ class FillMask(PipelineHandler[FillMaskParams]):
         runnable = [index for index, output in enumerate(outputs) if output is None]
         if runnable:
             texts = [items[index] for index in runnable]
-            with model_errors(loaded):
+            with model_call(loaded):
                 results = loaded.pipeline(texts, batch_size=len(texts), **kwargs)
             if len(texts) == 1:
                 results = [results]  # one text: the pipeline answers it unwrapped

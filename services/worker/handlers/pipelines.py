@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from services.worker.handlers.base import Handler, Loaded, P
+from services.worker.handlers.generation import RANDOM
 from services.worker.loading import load_pretrained, load_processor
 from shared.errors import ModelFailure
 from shared.registry import ModelSpec
@@ -59,6 +60,15 @@ def model_errors(loaded: Loaded) -> Iterator[None]:
         raise ModelFailure(f"model {loaded.spec.alias!r} failed: {message}") from exc
 
 
+@contextlib.contextmanager
+def model_call(loaded: Loaded) -> Iterator[None]:
+    """Around a model call that does not sample: errors translated, and the random
+    generator shared (a batched pipeline call draws from it), so that a seeded
+    sampling run elsewhere in the worker is not disturbed."""
+    with model_errors(loaded), RANDOM.shared():
+        yield
+
+
 class PipelineHandler(Handler[P]):
     """Load = Auto model + its processor + the pipeline; predict = one pipeline call."""
 
@@ -81,5 +91,5 @@ class PipelineHandler(Handler[P]):
 
     def predict(self, loaded: Loaded, items: list[Any], params: P) -> list[Any]:
         kwargs = self.pipeline_kwargs(loaded, params)
-        with model_errors(loaded):
+        with model_call(loaded):
             return list(loaded.pipeline(list(items), batch_size=len(items), **kwargs))

@@ -19,7 +19,7 @@ from typing import Any
 
 from services.worker.handlers.base import Handler, ItemError, Loaded
 from services.worker.handlers.nlp_common import check_max_length, model_max_length
-from services.worker.handlers.pipelines import model_errors
+from services.worker.handlers.pipelines import model_call
 from services.worker.handlers.spans import best_answers
 from services.worker.loading import load_pretrained, load_processor
 from shared.errors import ConfigError, InvalidInput
@@ -76,7 +76,7 @@ class QuestionAnswering(Handler[QuestionAnsweringParams]):
             return outputs
         questions = [items[index].question for index in runnable]
         contexts = [items[index].context for index in runnable]
-        with model_errors(loaded):
+        with model_call(loaded):
             encoded = tokenizer(
                 questions if question_first else contexts,
                 contexts if question_first else questions,

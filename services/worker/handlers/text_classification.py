@@ -11,7 +11,7 @@ from typing import Any
 
 from services.worker.handlers.base import Handler, Loaded, check_items, jsonable, text_items
 from services.worker.handlers.nlp_common import check_max_length, tokenizer_kwargs
-from services.worker.handlers.pipelines import build_pipeline, model_errors
+from services.worker.handlers.pipelines import build_pipeline, model_call
 from services.worker.loading import load_pretrained, load_processor
 from shared.params.nlp import TextClassificationParams
 from shared.registry import ModelSpec
@@ -40,7 +40,7 @@ class TextClassification(Handler[TextClassificationParams]):
             kwargs["function_to_apply"] = params.function_to_apply
         if "top_k" in params.model_fields_set:
             kwargs["top_k"] = params.top_k
-        with model_errors(loaded):
+        with model_call(loaded):
             return list(loaded.pipeline(list(items), batch_size=len(items), **kwargs))
 
     def encode(self, outputs: list[Any], params: TextClassificationParams, batched: bool) -> Any:

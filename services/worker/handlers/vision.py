@@ -23,7 +23,7 @@ from services.worker.handlers.pipelines import (
     PipelineHandler,
     auto_class_for,
     build_pipeline,
-    model_errors,
+    model_call,
 )
 from services.worker.loading import load_pretrained, load_processor
 from services.worker.media import image_items
@@ -96,7 +96,7 @@ class ImageSegmentation(PipelineHandler[ImageSegmentationParams]):
         self, loaded: Loaded, items: list[Any], params: ImageSegmentationParams
     ) -> list[Any]:
         kwargs = self.pipeline_kwargs(loaded, params)
-        with model_errors(loaded):
+        with model_call(loaded):
             results = loaded.pipeline(list(items), batch_size=len(items), **kwargs)
         if len(items) == 1 and results and isinstance(results[0], dict):
             results = [results]  # one image: the pipeline answers its segments unwrapped
