@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,19 @@ def session(db_url: str) -> Iterator[Session]:
 
 
 class TaskRunner:
-    """Each task's handler on its tiny model, loaded once; runs a job's steps in process."""
+    """Each task's handler on its tiny model, loaded once; runs a job's steps in process.
+
+    Loading holds a lock: transformers 5's ``from_pretrained`` patches module
+    globals while it runs, and two loads in parallel threads can leave them
+    patched (later models then load with weights left on the meta device).
+    """
 
     def __init__(self, registry: Path) -> None:
         from shared.registry import load_registry
 
         self.registry = load_registry(registry)
         self._loaded: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def spec(self, task: str) -> Any:
         return self.registry.get(f"tiny-{task}")
@@ -42,9 +49,10 @@ class TaskRunner:
     def loaded(self, task: str) -> Any:
         from services.worker.handlers import handler_for
 
-        if task not in self._loaded:
-            self._loaded[task] = handler_for(task).load(self.spec(task), "cpu")
-        return self._loaded[task]
+        with self._lock:
+            if task not in self._loaded:
+                self._loaded[task] = handler_for(task).load(self.spec(task), "cpu")
+            return self._loaded[task]
 
     def effective(self, task: str, params: dict[str, Any]) -> dict[str, Any]:
         """The job's parameters over the registry's defaults, as the worker applies them."""

@@ -50,6 +50,7 @@ def test_seeded_sampling_ignores_concurrent_batched_calls(run_task: TaskRunner) 
             run_task("text-classification", ["good", "bad", "ok"], {})
             run_task("text-generation", ["a", "b"], {"max_new_tokens": 2})
 
+    run_task.loaded("text-classification")  # load in this thread, before the others start
     threads = [threading.Thread(target=busy) for _ in range(2)]
     for thread in threads:
         thread.start()
@@ -58,5 +59,5 @@ def test_seeded_sampling_ignores_concurrent_batched_calls(run_task: TaskRunner) 
     finally:
         stop.set()
         for thread in threads:
-            thread.join(timeout=30)
+            thread.join()
     assert all(result == alone for result in results)
