@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     model_store: Path | None = Field(None, description="Where fine-tuned models are written.")
 
     max_message_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    max_file_bytes: int = Field(
+        100 * 1024 * 1024, gt=0, description="Largest blob file a job input may reference."
+    )
     inline_inputs_bytes: int = Field(
         64 * 1024, ge=0, description="Inputs larger than this are stored as a digest only."
     )

@@ -24,9 +24,12 @@ def _jobs(samples: dict[str, list[Any]]) -> list[tuple[str, str, Any, dict[str, 
     jobs: list[tuple[str, str, Any, dict[str, Any]]] = []
     for task, inputs in samples.items():
         jobs.extend((task, f"tiny-{task}", sample, {}) for sample in inputs)
-    # Two that must fail, clearly, without stopping the others.
+    # Some that must fail, clearly, without stopping the others.
     jobs.append(("text-classification", "no-such-model", "hello", {}))
     jobs.append(("text-classification", "tiny-text-classification", "hello", {"top_k": -1}))
+    broken = {"base64": "bm90IGFuIGltYWdl", "filename": "broken.png"}
+    jobs.append(("image-classification", "tiny-image-classification", broken, {}))
+    jobs.append(("question-answering", "tiny-question-answering", {"question": "Who?"}, {}))
     return jobs
 
 

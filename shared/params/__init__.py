@@ -6,14 +6,47 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.params.audio import AudioClassificationParams, SpeechRecognitionParams
 from shared.params.base import NoParams, TaskParams, TokenizationParams, first_problem
-from shared.params.nlp import TextClassificationParams
+from shared.params.generation import GenerationParams
+from shared.params.nlp import (
+    FillMaskParams,
+    QuestionAnsweringParams,
+    SummarizationParams,
+    TextClassificationParams,
+    TextGenerationParams,
+    TokenClassificationParams,
+    TranslationParams,
+)
+from shared.params.vision import (
+    ImageClassificationParams,
+    ImageSegmentationParams,
+    ObjectDetectionParams,
+)
 
 PARAMS: dict[str, type[TaskParams]] = {
+    "text-generation": TextGenerationParams,
     "text-classification": TextClassificationParams,
+    "question-answering": QuestionAnsweringParams,
+    "summarization": SummarizationParams,
+    "translation": TranslationParams,
+    "token-classification": TokenClassificationParams,
+    "fill-mask": FillMaskParams,
+    "image-classification": ImageClassificationParams,
+    "object-detection": ObjectDetectionParams,
+    "image-segmentation": ImageSegmentationParams,
+    "automatic-speech-recognition": SpeechRecognitionParams,
+    "audio-classification": AudioClassificationParams,
 }
 
-__all__ = ["PARAMS", "NoParams", "TaskParams", "TokenizationParams", "validate_params"]
+__all__ = [
+    "PARAMS",
+    "GenerationParams",
+    "NoParams",
+    "TaskParams",
+    "TokenizationParams",
+    "validate_params",
+]
 
 
 def validate_params(task: str, raw: dict[str, Any]) -> TaskParams:

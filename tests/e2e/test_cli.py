@@ -61,6 +61,45 @@ def test_text_from_a_file(
     assert json.loads(done.stdout)["state"] == "SUCCEEDED"
 
 
+def test_images_and_sounds_from_files(
+    embedded_worker: WorkerProcess, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    from services.worker.tiny import sample_media
+
+    picture = tmp_path / "shapes.jpg"
+    picture.write_bytes(sample_media.image_bytes(image_format="JPEG"))
+    sound = tmp_path / "chirp.ogg"
+    sound.write_bytes(sample_media.audio_bytes(rate=44_100, audio_format="OGG", subtype="VORBIS"))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a picture")
+    runs = [
+        ("object-detection", picture, "SUCCEEDED"),
+        ("automatic-speech-recognition", sound, "SUCCEEDED"),
+        ("image-classification", broken, "FAILED"),
+    ]
+    for task, path, state in runs:
+        done = pipeq(
+            "submit",
+            task,
+            "-m",
+            f"tiny-{task}",
+            "--file",
+            str(path),
+            "--wait",
+            "--json",
+            env=cli_env,
+            check=False,
+        )
+        job = json.loads(done.stdout)
+        assert job["state"] == state, job["error"]
+        if task == "automatic-speech-recognition":
+            assert isinstance(job["result"]["text"], str) and job["result"]["text"]
+    assert job["error"]["message"] == (
+        "inputs (broken.png): not an image pipeq reads (PNG, JPEG, WEBP)"
+    )
+    assert done.returncode == 1
+
+
 def test_refusals_at_submit_are_clear(cli_env: dict[str, str]) -> None:
     bad = pipeq(
         "submit",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -24,3 +26,52 @@ def db_url(tmp_path: Path) -> Iterator[str]:
 def session(db_url: str) -> Iterator[Session]:
     with Session(get_engine(db_url)) as session:
         yield session
+
+
+class TaskRunner:
+    """Each task's handler on its tiny model, loaded once; runs a job's steps in process.
+
+    Loading holds a lock: transformers 5's ``from_pretrained`` patches module
+    globals while it runs, and two loads in parallel threads can leave them
+    patched (later models then load with weights left on the meta device).
+    """
+
+    def __init__(self, registry: Path) -> None:
+        from shared.registry import load_registry
+
+        self.registry = load_registry(registry)
+        self._loaded: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def spec(self, task: str) -> Any:
+        return self.registry.get(f"tiny-{task}")
+
+    def loaded(self, task: str) -> Any:
+        from services.worker.handlers import handler_for
+
+        with self._lock:
+            if task not in self._loaded:
+                self._loaded[task] = handler_for(task).load(self.spec(task), "cpu")
+            return self._loaded[task]
+
+    def effective(self, task: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The job's parameters over the registry's defaults, as the worker applies them."""
+        return {**self.spec(task).defaults, **params}
+
+    def model_dir(self, task: str) -> str:
+        return str(self.spec(task).location)
+
+    def __call__(self, task: str, inputs: Any, params: dict[str, Any] | None = None) -> Any:
+        """params -> decode -> predict -> encode, as the runner calls them."""
+        from services.worker.handlers import handler_for
+
+        handler = handler_for(task)
+        checked = handler.params(self.spec(task), params or {})
+        items, batched = handler.decode(inputs, checked)
+        outputs = handler.predict(self.loaded(task), items, checked)
+        return handler.encode(outputs, checked, batched)
+
+
+@pytest.fixture(scope="session")
+def run_task(tiny_registry: Path) -> TaskRunner:
+    return TaskRunner(tiny_registry)

@@ -40,9 +40,12 @@ class Handler(ABC, Generic[P]):
     - ``decode(inputs, params)``: the job's inputs as a list of items (a lone input is a
       list of one), each checked; raises :class:`InvalidInput`.
     - ``predict(loaded, items, params)``: one forward pass over items that may come from
-      several jobs; one output per item, in order.
+      several jobs; one output per item, in order. An item that only the model can
+      find wrong (a prompt too long for it, no mask token) gets an :class:`ItemError`
+      as its output instead of failing the other jobs' items.
     - ``encode(outputs, params, batched)``: the job's JSON result: one output, or the
-      list of them if the job sent a list.
+      list of them if the job sent a list; raises :class:`InvalidInput` if any of the
+      job's outputs is an :class:`ItemError`.
     """
 
     task: ClassVar[str]
@@ -51,14 +54,27 @@ class Handler(ABC, Generic[P]):
     def load(self, spec: ModelSpec, device: str) -> Loaded: ...
 
     def params(self, spec: ModelSpec, raw: dict[str, Any]) -> P:
+        """Registry defaults under the job's own, checked against the caps.
+
+        Caps are the registry's ``limits`` over the schema's ``DEFAULT_LIMITS``.
+        A value the job (or the registry's defaults) set above its cap is
+        refused; a schema default above it is lowered to the cap.
+        """
         merged = {**spec.defaults, **raw}
         params = validate_params(self.task, merged)
-        for name, cap in spec.limits.items():
+        caps = {**params.DEFAULT_LIMITS, **spec.limits}
+        lowered: dict[str, Any] = {}
+        for name, cap in caps.items():
             value = getattr(params, name, None)
-            if isinstance(value, int | float) and value > cap:
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= cap:
+                continue
+            if name in params.model_fields_set:
                 raise InvalidParameter(
                     name, f"must be <= {cap} for model {spec.alias!r} (got {value})"
                 )
+            lowered[name] = type(value)(cap)
+        if lowered:
+            params = params.model_copy(update=lowered)
         return params  # type: ignore[return-value]
 
     @abstractmethod
@@ -69,12 +85,28 @@ class Handler(ABC, Generic[P]):
     def predict(self, loaded: Loaded, items: list[Any], params: P) -> list[Any]: ...
 
     def encode(self, outputs: list[Any], params: P, batched: bool) -> Any:
+        check_items(outputs, batched)
         encoded = [jsonable(output) for output in outputs]
         return encoded if batched else encoded[0]
 
     @classmethod
     def params_schema(cls) -> type[TaskParams]:
         return PARAMS.get(cls.task, NoParams)
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """The output of an item the model refused; its job fails in ``encode``."""
+
+    problem: str
+
+
+def check_items(outputs: list[Any], batched: bool) -> None:
+    """Raise :class:`InvalidInput` for the job's first :class:`ItemError`, naming the item."""
+    for index, output in enumerate(outputs):
+        if isinstance(output, ItemError):
+            where = f"inputs[{index}]" if batched else "inputs"
+            raise InvalidInput(f"{where}: {output.problem}")
 
 
 def text_items(inputs: Any, *, max_items: int = 1024) -> tuple[list[str], bool]:

@@ -10,14 +10,22 @@ from shared.params import TokenizationParams
 
 
 def model_max_length(loaded: Loaded) -> int | None:
-    """The longest input the model takes, from its config or its tokenizer."""
+    """The longest input the model takes: the lower of its config's and its tokenizer's.
+
+    (RoBERTa's config says 514 positions, its tokenizer 512: two are reserved.)
+    """
+    limits = []
     config = getattr(loaded.model, "config", None)
     for name in ("max_position_embeddings", "n_positions", "max_source_positions"):
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:
-            return value
-    limit = getattr(loaded.processor, "model_max_length", None)
-    return limit if isinstance(limit, int) and 0 < limit < 10**9 else None
+            limits.append(value)
+            break
+    tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
+    value = getattr(tokenizer, "model_max_length", None)
+    if isinstance(value, int) and 0 < value < 10**9:
+        limits.append(value)
+    return min(limits) if limits else None
 
 
 def check_max_length(loaded: Loaded, max_length: int | None) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.worker.handlers.base import Handler, Loaded, jsonable, text_items
+from services.worker.handlers.base import Handler, Loaded, check_items, jsonable, text_items
 from services.worker.handlers.nlp_common import check_max_length, tokenizer_kwargs
+from services.worker.handlers.pipelines import build_pipeline, model_call
 from services.worker.loading import load_pretrained, load_processor
 from shared.params.nlp import TextClassificationParams
 from shared.registry import ModelSpec
@@ -20,11 +21,11 @@ class TextClassification(Handler[TextClassificationParams]):
     task = "text-classification"
 
     def load(self, spec: ModelSpec, device: str) -> Loaded:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         model = load_pretrained(AutoModelForSequenceClassification, spec, device)
         tokenizer = load_processor(AutoTokenizer, spec)
-        pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device=device)
+        pipe = build_pipeline(self.task, model, device, tokenizer=tokenizer)
         return Loaded(spec=spec, model=model, processor=tokenizer, pipeline=pipe, device=device)
 
     def decode(self, inputs: Any, params: TextClassificationParams) -> tuple[list[Any], bool]:
@@ -39,10 +40,11 @@ class TextClassification(Handler[TextClassificationParams]):
             kwargs["function_to_apply"] = params.function_to_apply
         if "top_k" in params.model_fields_set:
             kwargs["top_k"] = params.top_k
-        outputs = loaded.pipeline(list(items), batch_size=len(items), **kwargs)
-        return list(outputs)
+        with model_call(loaded):
+            return list(loaded.pipeline(list(items), batch_size=len(items), **kwargs))
 
     def encode(self, outputs: list[Any], params: TextClassificationParams, batched: bool) -> Any:
+        check_items(outputs, batched)
         encoded = [jsonable(output) for output in outputs]
         if batched:
             return encoded

@@ -16,12 +16,41 @@ from typing import Any
 
 import tomli_w
 
-from services.worker.tiny import text_classification
+from services.worker.tiny import (
+    audio_classification,
+    automatic_speech_recognition,
+    fill_mask,
+    image_classification,
+    image_segmentation,
+    object_detection,
+    question_answering,
+    summarization,
+    text_classification,
+    text_generation,
+    token_classification,
+    translation,
+)
 from shared.registry import ModelSpec, dump_registry
 
 log = logging.getLogger(__name__)
 
-BUILDERS: dict[str, ModuleType] = {module.TASK: module for module in (text_classification,)}
+BUILDERS: dict[str, ModuleType] = {
+    module.TASK: module
+    for module in (
+        text_generation,
+        text_classification,
+        question_answering,
+        summarization,
+        translation,
+        token_classification,
+        fill_mask,
+        image_classification,
+        object_detection,
+        image_segmentation,
+        automatic_speech_recognition,
+        audio_classification,
+    )
+}
 
 
 def alias(task: str) -> str:

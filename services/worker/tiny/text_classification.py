@@ -5,25 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.worker.tiny.text import wordpiece_tokenizer
+from services.worker.tiny.text import bert_config, wordpiece_tokenizer
 
 TASK = "text-classification"
 SAMPLES: list[Any] = ["I love this movie", ["what a great day", "the food was awful"]]
 
 
 def build(folder: Path) -> None:
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     tokenizer = wordpiece_tokenizer()
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=128,
-        id2label={0: "NEGATIVE", 1: "POSITIVE"},
-        label2id={"NEGATIVE": 0, "POSITIVE": 1},
-    )
+    config = bert_config(tokenizer, labels=["NEGATIVE", "POSITIVE"])
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
