@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from services.cli import db, demo, jobs, models, worker
+from services.cli import db, demo, gateway, jobs, keys, models, worker
 from shared.errors import ConfigError, InvalidJob, JobError, PipeqError, TransientError
 
 
@@ -21,7 +21,7 @@ def cli() -> None:
     """pipeq: Hugging Face models as an asynchronous job service."""
 
 
-for module in (jobs, worker, db, models, demo):
+for module in (jobs, worker, gateway, keys, db, models, demo):
     module.register(cli)
 
 
