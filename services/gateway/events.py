@@ -20,13 +20,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway import metrics
-from services.gateway.auth import Caller, authenticated
-from services.gateway.routes import GatewayDep
+from services.gateway.routes import CallerDep, gateway
 from services.gateway.schemas import ErrorBody
 from shared.jobs import JobView
 from shared.states import State
@@ -36,10 +35,9 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
 KEEP_ALIVE_SECONDS = 15.0
 
 
-async def _first(
-    job_id: str, caller: Annotated[Caller, Depends(authenticated)], gw: GatewayDep
-) -> JobView:
-    return await run_in_threadpool(gw.get, job_id, caller)
+async def _first(job_id: str, request: Request, caller: CallerDep) -> JobView:
+    """The job as it stands; a 404 here is answered before the stream starts."""
+    return await run_in_threadpool(gateway(request).get, job_id, caller)
 
 
 @router.get(
@@ -49,11 +47,12 @@ async def _first(
 )
 async def job_events(
     job_id: str,
-    caller: Annotated[Caller, Depends(authenticated)],
-    gw: GatewayDep,
+    request: Request,
+    caller: CallerDep,
     first: Annotated[JobView, Depends(_first)],
 ) -> AsyncIterator[ServerSentEvent]:
     """Follow a job until it ends (text/event-stream)."""
+    gw = gateway(request)
     metrics.SSE_STREAMS.inc()
     try:
         job = first

@@ -7,14 +7,15 @@ jobs to a gateway that could not queue them); ``/metrics`` is Prometheus text.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway import metrics
-from services.gateway.routes import GatewayDep
+from services.gateway.routes import gateway
 from services.gateway.schemas import Health
+from services.gateway.service import Gateway
 from shared.db.engine import session_scope
 from shared.errors import translating
 from shared.settings import redact_url
@@ -36,7 +37,7 @@ def _check_database(url: str) -> str:
     return "ok"
 
 
-def _check_broker(gw: GatewayDep) -> str:
+def _check_broker(gw: Gateway) -> str:
     try:
         with (
             translating("broker"),
@@ -49,7 +50,8 @@ def _check_broker(gw: GatewayDep) -> str:
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-async def readyz(gw: GatewayDep) -> Response:
+async def readyz(request: Request) -> Response:
+    gw = gateway(request)
     checks = {
         "database": await run_in_threadpool(_check_database, gw.db_url),
         "broker": await run_in_threadpool(_check_broker, gw),

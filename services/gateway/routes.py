@@ -41,12 +41,10 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def gateway(request: Request) -> Gateway:
+def gateway(request: Request) -> Gateway:
+    """This process's :class:`Gateway` (a plain call, not a dependency: see auth.py)."""
     found: Gateway = request.app.state.gateway
     return found
-
-
-GatewayDep = Annotated[Gateway, Depends(gateway)]
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -104,7 +102,6 @@ async def submit_job(
     request: Request,
     response: Response,
     caller: CallerDep,
-    gw: GatewayDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -115,6 +112,7 @@ async def submit_job(
     ] = None,
 ) -> Submitted:
     """Queue a job (the same JSON as an AMQP job message); 202 with where to follow it."""
+    gw = gateway(request)
     raw = await _read_body(request, gw.settings.max_message_bytes)
     job_request = _job_body(raw, idempotency_key)
     job, replayed = await run_in_threadpool(gw.submit, job_request, caller)
@@ -133,33 +131,34 @@ async def submit_job(
 
 
 @router.get("/jobs/{job_id}", response_model=JobView, responses=_NOT_FOUND)
-async def get_job(job_id: str, caller: CallerDep, gw: GatewayDep) -> JobView:
+async def get_job(job_id: str, request: Request, caller: CallerDep) -> JobView:
     """A job's state, progress, result or error."""
-    return await run_in_threadpool(gw.get, job_id, caller)
+    return await run_in_threadpool(gateway(request).get, job_id, caller)
 
 
 @router.get("/jobs", response_model=JobPage)
 async def list_jobs(
+    request: Request,
     caller: CallerDep,
-    gw: GatewayDep,
     state: State | None = None,
     task: str | None = Query(None, max_length=64),
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=512),
 ) -> JobPage:
     """This tenant's jobs, newest first; follow ``next_cursor`` for older ones."""
+    gw = gateway(request)
     return await run_in_threadpool(
         lambda: gw.page(caller, state=state, task=task, cursor=cursor, limit=limit)
     )
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobView, responses=_NOT_FOUND)
-async def cancel_job(job_id: str, caller: CallerDep, gw: GatewayDep) -> JobView:
+async def cancel_job(job_id: str, request: Request, caller: CallerDep) -> JobView:
     """Cancel a job: a queued one at once (CANCELLED), a running one at its next check."""
-    return await run_in_threadpool(gw.cancel, job_id, caller)
+    return await run_in_threadpool(gateway(request).cancel, job_id, caller)
 
 
 @router.get("/jobs/{job_id}/webhook", response_model=WebhookView, responses=_NOT_FOUND)
-async def job_webhook(job_id: str, caller: CallerDep, gw: GatewayDep) -> WebhookView:
+async def job_webhook(job_id: str, request: Request, caller: CallerDep) -> WebhookView:
     """The job's callback: its state and every delivery attempt."""
-    return await run_in_threadpool(gw.webhook, job_id, caller)
+    return await run_in_threadpool(gateway(request).webhook, job_id, caller)

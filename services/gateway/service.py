@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from services.gateway.auth import Caller, KeyCache
 from services.gateway.errors import ApiError, not_found
+from services.gateway.reads import Reader
 from services.gateway.schemas import (
     DeliveryView,
     JobPage,
@@ -26,8 +28,7 @@ from services.gateway.schemas import (
     scoped_key,
 )
 from shared.client import Client
-from shared.db import repo, tenancy, webhooks
-from shared.db.engine import session_scope
+from shared.db import tenancy, webhooks
 from shared.errors import InvalidInput
 from shared.jobs import JobRequest, JobView
 from shared.settings import Settings
@@ -41,10 +42,12 @@ class Gateway:
     settings: Settings
     client: Client = field(init=False)
     keys: KeyCache = field(init=False)
+    reader: Reader = field(init=False)
 
     def __post_init__(self) -> None:
         self.client = Client(self.settings)
-        self.keys = KeyCache(self.db_url, ttl=self.settings.key_cache_seconds)
+        self.reader = Reader(self.db_url)
+        self.keys = KeyCache(self.reader, ttl=self.settings.key_cache_seconds)
 
     @property
     def db_url(self) -> str:
@@ -68,9 +71,8 @@ class Gateway:
         return public_view(job, caller.tenant), replayed
 
     def owned(self, job_id: str, caller: Caller) -> JobView | None:
-        with session_scope(self.db_url) as session:
-            job = tenancy.get_owned(session, job_id, caller.tenant)
-            return public_view(repo.to_view(job), caller.tenant) if job else None
+        view = self.reader.read(lambda session: tenancy.get_owned(session, job_id, caller.tenant))
+        return public_view(view, caller.tenant) if view else None
 
     def get(self, job_id: str, caller: Caller) -> JobView:
         view = self.owned(job_id, caller)
@@ -88,11 +90,13 @@ class Gateway:
         limit: int,
     ) -> JobPage:
         after = decode_cursor(cursor) if cursor else None
-        with session_scope(self.db_url) as session:
-            rows = tenancy.page(
+
+        found = self.reader.read(
+            lambda session: tenancy.page(
                 session, caller.tenant, state=state, task=task, after=after, limit=limit + 1
             )
-            views = [public_view(repo.to_view(row), caller.tenant) for row in rows]
+        )
+        views = [public_view(view, caller.tenant) for view in found]
         more = len(views) > limit
         views = views[:limit]
         last = views[-1] if more else None
@@ -106,29 +110,32 @@ class Gateway:
 
     def webhook(self, job_id: str, caller: Caller) -> WebhookView:
         self.get(job_id, caller)
-        with session_scope(self.db_url) as session:
-            hook = webhooks.get(session, job_id)
-            if hook is None:
-                raise ApiError(404, f"job {job_id!r} has no webhook")
-            attempts = [
-                DeliveryView(
-                    attempt=d.attempt,
-                    at=d.at,
-                    status_code=d.status_code,
-                    error=d.error,
-                    duration_ms=d.duration_ms,
-                )
-                for d in webhooks.deliveries(session, job_id)
-            ]
-            pending = hook.state == webhooks.WebhookState.PENDING
-            return WebhookView(
-                url=hook.url,
-                state=hook.state,
-                attempts=hook.attempts,
-                next_attempt_at=hook.next_attempt_at if pending else None,
-                delivered_at=hook.delivered_at,
-                deliveries=attempts,
+        return self.reader.read(lambda session: self._webhook(session, job_id))
+
+    @staticmethod
+    def _webhook(session: Session, job_id: str) -> WebhookView:
+        hook = webhooks.get(session, job_id)
+        if hook is None:
+            raise ApiError(404, f"job {job_id!r} has no webhook")
+        attempts = [
+            DeliveryView(
+                attempt=d.attempt,
+                at=d.at,
+                status_code=d.status_code,
+                error=d.error,
+                duration_ms=d.duration_ms,
             )
+            for d in webhooks.deliveries(session, job_id)
+        ]
+        pending = hook.state == webhooks.WebhookState.PENDING
+        return WebhookView(
+            url=hook.url,
+            state=hook.state,
+            attempts=hook.attempts,
+            next_attempt_at=hook.next_attempt_at if pending else None,
+            delivered_at=hook.delivered_at,
+            deliveries=attempts,
+        )
 
 
 def encode_cursor(created_at: datetime, job_id: str) -> str:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from services.gateway.auth import KeyCache
 from services.gateway.errors import ApiError
+from services.gateway.reads import Reader
 from services.gateway.service import decode_cursor, encode_cursor
 from shared import states
 from shared.db import keys, repo, tenancy, webhooks
@@ -70,7 +71,7 @@ def test_keys_are_stored_hashed_and_checked(db_url: str) -> None:
 
 def test_the_key_cache_sees_a_revocation_after_its_ttl(db_url: str) -> None:
     now = [0.0]
-    cache = KeyCache(db_url, ttl=5, clock=lambda: now[0])
+    cache = KeyCache(Reader(db_url), ttl=5, clock=lambda: now[0])
     with session_scope(db_url) as session:
         made = keys.create_key(session, "acme")
     caller = asyncio.run(cache.resolve(made.key))
@@ -98,6 +99,25 @@ def test_reads_are_scoped_to_the_tenant_and_paged(db_url: str) -> None:
         after = (first[-1].created_at, first[-1].id)
         rest = tenancy.page(session, "acme", after=after, limit=2)
         assert {j.id for j in first} | {j.id for j in rest} == set(mine) and len(rest) == 1
+
+
+def test_tenant_views_match_the_repository_view(db_url: str) -> None:
+    with session_scope(db_url) as session:
+        queued = _insert(session, tenant="acme")
+        ran = _insert(session, tenant="acme")
+        failed = _insert(session, tenant="acme")
+        cancelled = _insert(session, tenant="acme")
+        for job_id in (ran, failed):
+            states.start(session, job_id, worker="w")
+        states.heartbeat(session, ran, progress={"step": 3})
+        states.succeed(session, ran, [{"label": "POSITIVE", "score": 0.9}])
+        states.fail(session, failed, error_type="model_failure", message="boom")
+        states.cancel(session, cancelled)
+    with session_scope(db_url) as session:
+        for job_id in (queued, ran, failed, cancelled):
+            job = repo.get_job(session, job_id)
+            assert job is not None
+            assert tenancy.get_owned(session, job_id, "acme") == repo.to_view(job)
 
 
 def test_cursors_round_trip_and_junk_is_refused() -> None:
