@@ -9,11 +9,13 @@
     InvalidJob / InvalidParameter /    422 with ``fields``: each offending field's
       UnsupportedTask, bad query         location and what is wrong with it
     TransientError (DB, broker away)   503 with Retry-After
+    anything else (a bug)              500 internal_error, logged with its traceback
 """
 
 from __future__ import annotations
 
 import http
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,6 +35,8 @@ from shared.errors import (
     UnsupportedTask,
 )
 from shared.jobs import JobSchemaError
+
+log = logging.getLogger(__name__)
 
 _TYPES = {
     401: "unauthorized",
@@ -124,7 +128,12 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else http.HTTPStatus(status).phrase
         return _render(ApiError(status, message, headers=exc.headers))
 
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return _render(ApiError(500, "internal error", type="internal_error"))
+
     app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(PipeqError, pipeq_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)

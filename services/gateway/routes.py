@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from services.gateway import metrics
 from services.gateway.auth import Caller, authenticated
 from services.gateway.errors import ApiError
 from services.gateway.schemas import (
@@ -121,6 +122,8 @@ async def submit_job(
     if replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
+    else:
+        metrics.SUBMITTED.labels(job.task).inc()
     return Submitted(
         id=job.id,
         state=job.state,

@@ -87,14 +87,14 @@ class Dispatcher:
                 claimed.append((job_id, attempt))
         return claimed
 
-    def _letter(self, job_id: str) -> tuple[str, bytes, str, str] | None:
-        """(url, body, secret, event name) of a claimed webhook."""
+    def _letter(self, job_id: str) -> tuple[str, bytes, str | None, str] | None:
+        """(url, body, secret, event name) of a claimed webhook; None if it is gone."""
         with session_scope(self.db_url) as session:
             hook = webhooks.get(session, job_id)
             job = repo.get_job(session, job_id)
             if hook is None or job is None:
                 return None
-            secret = keys.webhook_secret(session, hook.tenant) or ""
+            secret = keys.webhook_secret(session, hook.tenant)
             view = public_view(repo.to_view(job), hook.tenant)
         body = json.dumps(view.model_dump(mode="json"), ensure_ascii=False).encode()
         return hook.url, body, secret, f"job.{view.state.lower()}"
@@ -104,6 +104,9 @@ class Dispatcher:
         if letter is None:
             return
         url, body, secret, event = letter
+        if secret is None:  # its tenant is gone: nothing to sign with, nothing to retry
+            await asyncio.to_thread(self._record, job_id, attempt, None, "no tenant", 0, None)
+            return
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "pipeq-gateway",

@@ -194,7 +194,9 @@ def test_probes_metrics_and_docs(anonymous: httpx.Client, api: httpx.Client) -> 
     ready = anonymous.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "broker": "ok"}
     api.get("/v1/jobs/00000000-0000-4000-8000-000000000000")
+    submit(api, PARKED)
     metrics = anonymous.get("/metrics").text
+    assert 'pipeq_gateway_jobs_submitted_total{task="fine-tune"}' in metrics
     assert (
         'pipeq_gateway_requests_total{method="GET",route="/v1/jobs/{job_id}",status="404"}'
         in metrics
