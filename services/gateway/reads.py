@@ -24,6 +24,9 @@ from shared.errors import translating
 
 T = TypeVar("T")
 
+#: How these connections show in ``pg_stat_activity``.
+APPLICATION_NAME = "pipeq-gateway-reads"
+
 
 class Reader:
     """Read-only sessions for one database URL (see the module docstring)."""
@@ -33,7 +36,12 @@ class Reader:
             get_engine(url)
             if url.startswith("sqlite")
             else create_engine(
-                url, isolation_level="AUTOCOMMIT", pool_size=10, max_overflow=20, pool_recycle=3600
+                url,
+                isolation_level="AUTOCOMMIT",
+                pool_size=10,
+                max_overflow=20,
+                pool_recycle=3600,
+                connect_args={"application_name": APPLICATION_NAME},
             )
         )
 
