@@ -1,4 +1,4 @@
-"""The gateway's read path survives its PostgreSQL connections being cut."""
+"""The gateway's read path survives its PostgreSQL connection being cut."""
 
 from __future__ import annotations
 
@@ -7,31 +7,32 @@ from sqlalchemy import create_engine, text
 from services.gateway.reads import APPLICATION_NAME, Reader
 from shared.settings import Settings
 
+BACKEND = text("SELECT pg_backend_pid()")
 
-def _cut_reader_connections(database_url: str) -> int:
-    """Terminate this database's gateway read connections, as a PostgreSQL restart would."""
+
+def _terminate(database_url: str, pid: int) -> str:
+    """End one server process (and wait for it), as a restart would; its application name."""
     admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            cut = connection.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND application_name = :name"
-                ),
-                {"name": APPLICATION_NAME},
+            name = connection.execute(
+                text("SELECT application_name FROM pg_stat_activity WHERE pid = :pid"),
+                {"pid": pid},
+            ).scalar_one()
+            assert connection.execute(
+                text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid}
             ).scalar_one()
     finally:
         admin.dispose()
-    return int(cut)
+    return str(name)
 
 
 def test_a_read_on_a_dead_connection_is_retried_on_a_fresh_one(settings: Settings) -> None:
     reader = Reader(settings.resolved_database_url)
-    backend = "SELECT pg_backend_pid()"
     try:
-        first = reader.read(lambda session: session.connection().execute(text(backend)).scalar())
-        assert _cut_reader_connections(settings.resolved_database_url) == 1
-        second = reader.read(lambda session: session.connection().execute(text(backend)).scalar())
+        first = reader.read(lambda session: session.connection().execute(BACKEND).scalar_one())
+        assert _terminate(settings.resolved_database_url, first) == APPLICATION_NAME
+        second = reader.read(lambda session: session.connection().execute(BACKEND).scalar_one())
         assert second != first  # answered, on a new connection
     finally:
         reader.engine.dispose()
