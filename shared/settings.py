@@ -73,6 +73,18 @@ class Settings(BaseSettings):
         description="Beat's longest sleep: how soon it sees a change.",
     )
 
+    # The HTTP gateway (services/gateway).
+    key_cache_seconds: float = Field(
+        5.0, ge=0, description="How long a gateway process trusts a looked-up API key."
+    )
+    events_poll_seconds: float = Field(0.25, gt=0, description="SSE: how often a job is read.")
+    webhooks: bool = Field(True, description="Whether gateway processes deliver webhooks.")
+    webhook_poll_seconds: float = Field(1.0, gt=0)
+    webhook_backoff_seconds: float = Field(2.0, gt=0, description="First retry delay; doubles.")
+    webhook_backoff_max_seconds: float = Field(600.0, gt=0)
+    webhook_max_attempts: int = Field(8, ge=1)
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+
     @field_validator("log_level")
     @classmethod
     def _upper_level(cls, value: str) -> str:

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from services.cli import beat, db, demo, jobs, models, schedule, worker
+from services.cli import beat, db, demo, gateway, jobs, keys, models, schedule, worker
 from shared.errors import (
     ConfigError,
     InvalidJob,
@@ -28,7 +28,7 @@ def cli() -> None:
     """pipeq: Hugging Face models as an asynchronous job service."""
 
 
-for module in (jobs, worker, db, models, demo, schedule, beat):
+for module in (jobs, worker, gateway, keys, db, models, demo, schedule, beat):
     module.register(cli)
 
 

@@ -2,7 +2,9 @@
 
 These classes are the storage layer only. Users see jobs as
 :class:`shared.jobs.JobView`, converted in :func:`shared.db.repo.to_view`, and
-schedules as :class:`shared.schedules.ScheduleView`.
+schedules as :class:`shared.schedules.ScheduleView`. The gateway's tables (tenants,
+their API keys, webhooks and their deliveries) are at the end; a job published
+straight to AMQP has no tenant and no webhook.
 """
 
 from __future__ import annotations
@@ -92,12 +94,15 @@ class Job(Base):
         ForeignKey("schedules.id", name="fk_jobs_schedule_id", ondelete="SET NULL"),
         nullable=True,
     )
+    # Set by the gateway: the tenant whose API key submitted the job.
+    tenant: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_state_updated_at", "state", "updated_at"),
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_task_state", "task", "state"),
         Index("ix_jobs_schedule_id", "schedule_id"),
+        Index("ix_jobs_tenant_created_at", "tenant", "created_at"),
     )
 
 
@@ -142,3 +147,61 @@ class KnownWorker(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_workers_last_seen_at", "last_seen_at"),)
+
+
+class Tenant(Base):
+    """A user of the gateway; its webhooks are signed with its secret."""
+
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Kept in clear: signing a webhook needs the secret itself, not a hash of it.
+    webhook_secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiKey(Base):
+    """One API key of a tenant; only a SHA-256 of the key is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.name"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Webhook(Base):
+    """A job's callback: where to POST it once finished, and how far delivery got."""
+
+    __tablename__ = "webhooks"
+
+    job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_webhooks_state_next_attempt_at", "state", "next_attempt_at"),)
+
+
+class WebhookDelivery(Base):
+    """One attempt to deliver a webhook, successful or not."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("webhooks.job_id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    duration_ms: Mapped[int] = mapped_column(Integer)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from shared.db import webhooks
 from shared.db.models import Job, utcnow
 from shared.jobs import ErrorView, JobRequest, JobView
 from shared.states import State
@@ -76,11 +77,19 @@ def _request_values(request: JobRequest, *, inline_limit: int) -> dict[str, Any]
     )
 
 
-def insert_job(session: Session, request: JobRequest, *, inline_limit: int) -> Job:
-    """Add a QUEUED row for ``request`` (which must have an id)."""
-    job = Job(**_request_values(request, inline_limit=inline_limit))
+def insert_job(
+    session: Session, request: JobRequest, *, inline_limit: int, tenant: str | None = None
+) -> Job:
+    """Add a QUEUED row for ``request`` (which must have an id).
+
+    A job of a ``tenant`` (the gateway's) with a callback URL also gets its
+    pending webhook, in the same transaction.
+    """
+    job = Job(**_request_values(request, inline_limit=inline_limit), tenant=tenant)
     session.add(job)
     session.flush()
+    if tenant is not None and request.callback_url:
+        webhooks.add(session, job_id=job.id, tenant=tenant, url=request.callback_url)
     return job
 
 

@@ -22,6 +22,7 @@ from tests.bench.context import REPO, bench_context
 PARTS = [
     "tests.bench.roundtrip",
     "tests.bench.beat",
+    "tests.bench.gateway",
 ]
 
 
