@@ -16,6 +16,7 @@ import socket
 import time
 import warnings
 
+from services.worker.control import serve_inventory
 from services.worker.device import Placement
 from services.worker.memory import mib, rss_bytes
 from services.worker.registry import Models
@@ -50,6 +51,7 @@ def run(
     prefetch_multiplier: int = 1,
     name: str | None = None,
     settings: Settings | None = None,
+    memory_budget: int | None = None,
 ) -> int:
     """Serve ``queues`` until shut down; returns the process exit code."""
     for key, value in QUIET_ENVIRONMENT.items():
@@ -82,7 +84,10 @@ def run(
     )
     before = rss_bytes()
     models = Models(
-        load_registry(settings.registry_path), device=placement.torch_device, queues=queues
+        load_registry(settings.registry_path),
+        device=placement.torch_device,
+        queues=queues,
+        budget=memory_budget or settings.memory_budget,
     )
     loaded = models.load_all()
     log.info(
@@ -97,6 +102,7 @@ def run(
     app.conf.worker_consumer = "services.worker.consumer:JobConsumer"
     runner = JobRunner(models, worker=hostname, settings=settings)
     app.pipeq_runner = runner
+    serve_inventory(models)
     register(app, runner)
     if not settings.embedded_broker:
         with app.connection_for_write() as connection:
