@@ -70,6 +70,13 @@ def run(
         redact_url(settings.resolved_broker_url),
     )
 
+    # Checks every served spec (backends, placement): a bad registry stops here, before torch.
+    models = Models(
+        load_registry(settings.registry_path),
+        device=placement.torch_device,
+        queues=queues,
+        budget=memory_budget or settings.memory_budget,
+    )
     # Import the model stack before timing loads, so a load's seconds and memory are its own.
     started = time.perf_counter()
     import torch
@@ -83,12 +90,6 @@ def run(
         mib(rss_bytes()),
     )
     before = rss_bytes()
-    models = Models(
-        load_registry(settings.registry_path),
-        device=placement.torch_device,
-        queues=queues,
-        budget=memory_budget or settings.memory_budget,
-    )
     loaded = models.load_all()
     log.info(
         "worker %s: %d models loaded, process RSS %s (+%s for models)",
