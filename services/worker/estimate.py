@@ -4,17 +4,19 @@ The memory budget must make room for a model before loading it, not after (on
 a GPU, after is too late). The first time, the size is read from the
 checkpoint's own headers, without loading any weights: safetensors files start
 with a JSON table of every tensor's dtype and shape, and GGUF files list their
-tensors' element counts. Each tensor is then sized as it will be held: in the
-registry's ``dtype``, and for bitsandbytes specs large 2-D weights at one byte
-(8-bit) or a little over half a byte (4-bit, with its block scales). Once a
-model has been loaded, :class:`services.worker.registry.Models` uses the bytes
-it measured instead. A checkpoint it cannot read (a Hub id not on disk, a
-pickled ``.bin``) is guessed from its file sizes, or 0 when absent.
+tensors' shapes (read with transformers' own GGUF reader, in milliseconds). Each
+tensor is then sized as it will be held: in the registry's ``dtype``, and for
+bitsandbytes specs large 2-D weights at one byte (8-bit) or a little over half a
+byte (4-bit, with its block scales). Once a model has been loaded,
+:class:`services.worker.registry.Models` uses the bytes it measured instead. A
+checkpoint it cannot read (a Hub id not on disk, a pickled ``.bin``) is guessed
+from its file sizes, or 0 when absent.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,11 +87,12 @@ def _quantizable(spec: ModelSpec, name: str, shape: list[int]) -> bool:
 
 
 def _gguf_bytes(path: Path, spec: ModelSpec) -> int:
-    """GGUF weights are dequantized on load: element count times the target dtype's size."""
+    """GGUF weights are dequantized on load: element count times the dtype they load in."""
     try:
-        from gguf import GGUFReader
+        from transformers.integrations.gguf.reader import GgufHeader
 
-        elements = sum(int(tensor.n_elements) for tensor in GGUFReader(path).tensors)
-    except (ImportError, OSError, ValueError):
+        header = GgufHeader.from_file(str(path))
+    except (ImportError, OSError, ValueError, KeyError):
         return path.stat().st_size if path.exists() else 0
-    return elements * DTYPE_SIZES.get(spec.dtype, 4)
+    size = DTYPE_SIZES.get(spec.dtype) or (header.dtype.itemsize if header.dtype else 4)
+    return int(sum(math.prod(tensor.shape) for tensor in header.tensors) * size)

@@ -179,3 +179,16 @@ def test_handler_serves_a_model_placed_by_device_map(tmp_path: Path, tiny_regist
     assert result[0]["label"] in ("NEGATIVE", "POSITIVE")
     inventory = models.inventory()["models"][0]
     assert inventory["dtypes"] == ["bfloat16"] and inventory["devices"] == ["cpu"]
+
+
+def test_pipeline_device_for_a_model_spread_by_accelerate(
+    tmp_path: Path, tiny_registry: Path
+) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    model = load_pretrained(
+        AutoModelForSequenceClassification, _spec(tmp_path, tiny_registry), "cpu"
+    )
+    assert pipeline_device(model, "cuda:0") == "cuda:0"
+    model.hf_device_map = {"bert.embeddings": 0, "bert.encoder": 1}  # as dispatch_model sets it
+    assert pipeline_device(model, "cuda:0") is None
