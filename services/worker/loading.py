@@ -15,6 +15,13 @@ Every handler loads its model and processor through :func:`load_pretrained` and
   finds out mid-run.
 - ``gguf_file``: a GGUF file in the source, dequantized by transformers.
 
+Weights are read into the process's own memory (``disable_mmap``), not left
+memory-mapped from the checkpoint file as transformers does by default: a worker
+holds its models for days, so its memory should be what the budget counts from
+the first job on (a mapped model pages in as inputs touch it, and its RSS creeps
+up by the size of the embedding matrix), and a checkpoint rewritten on disk must
+not change, or crash, a model being served.
+
 Outside errors (a missing folder, a corrupt checkpoint) become
 :class:`ModelFailure` or :class:`ConfigError` here, at the boundary.
 """
@@ -201,6 +208,7 @@ def load_pretrained(auto_class: Any, spec: ModelSpec, device: str, **extra: Any)
             model = auto_class.from_pretrained(
                 spec.location,
                 dtype=torch_dtype(spec.dtype),
+                disable_mmap=True,
                 **pretrained_kwargs(spec),
                 **placed,
                 **extra,

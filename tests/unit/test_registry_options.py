@@ -117,3 +117,17 @@ def test_memory_budget_setting_and_flag(monkeypatch: pytest.MonkeyPatch) -> None
     for bad in ("lots", "0", "-1GiB"):
         with pytest.raises(ConfigError, match="--memory-budget"):
             parse_bytes(bad, what="--memory-budget")
+
+
+def test_the_readme_registry_example_reads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## The model registry") :]
+    example = section[section.index("```toml") + len("```toml") : section.index("```\n", 10)]
+    path = tmp_path / "models.toml"
+    path.write_text(example)
+    registry = load_registry(path)
+    chat = registry.get("chat")
+    assert chat.device_map == "auto" and chat.quantization.label == "bnb-4bit nf4 dq bfloat16"
+    assert chat.quantization.skip_modules == ["lm_head"] and chat.limits["max_new_tokens"] == 512
+    assert registry.get("small-llm").gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert registry.get("sentiment").batch.max_size == 32
