@@ -15,12 +15,13 @@ Every handler loads its model and processor through :func:`load_pretrained` and
   finds out mid-run.
 - ``gguf_file``: a GGUF file in the source, dequantized by transformers.
 
-Weights are read into the process's own memory (``disable_mmap``), not left
+CPU weights are read into the process's own memory (``disable_mmap``), not left
 memory-mapped from the checkpoint file as transformers does by default: a worker
 holds its models for days, so its memory should be what the budget counts from
 the first job on (a mapped model pages in as inputs touch it, and its RSS creeps
 up by the size of the embedding matrix), and a checkpoint rewritten on disk must
-not change, or crash, a model being served.
+not change, or crash, a model being served. GPU weights stream from the mapping
+straight to the device and keep nothing mapped.
 
 Outside errors (a missing folder, a corrupt checkpoint) become
 :class:`ModelFailure` or :class:`ConfigError` here, at the boundary.
@@ -182,13 +183,19 @@ def quantization_config(spec: ModelSpec) -> Any:
 
 
 def placement_kwargs(spec: ModelSpec, device: str) -> dict[str, Any]:
-    """``device_map`` (and the quantization config) for ``from_pretrained``; empty: ``.to()``."""
+    """``from_pretrained`` arguments for where the weights go; empty: plain CPU load.
+
+    A GPU model is loaded straight onto its device (``device_map``), streamed from the
+    memory-mapped checkpoint. A CPU model is read into the process's own memory instead
+    (``disable_mmap``; see the module's docstring), at the cost of a transient second
+    copy while it loads.
+    """
+    target = model_device(spec, device)
+    kwargs: dict[str, Any] = {"disable_mmap": True} if target == "cpu" else {}
     if spec.device_map == "auto":
-        kwargs: dict[str, Any] = {"device_map": "auto"}
-    elif spec.quantized or spec.device_map is not None:
-        kwargs = {"device_map": {"": model_device(spec, device)}}
-    else:
-        return {}
+        kwargs["device_map"] = "auto"
+    elif spec.quantized or spec.device_map is not None or target != "cpu":
+        kwargs["device_map"] = {"": target}
     config = quantization_config(spec)
     if config is not None:
         kwargs["quantization_config"] = config
@@ -198,24 +205,20 @@ def placement_kwargs(spec: ModelSpec, device: str) -> dict[str, Any]:
 def load_pretrained(auto_class: Any, spec: ModelSpec, device: str, **extra: Any) -> Any:
     """The model of ``spec`` through ``auto_class``, placed as the registry says, in eval mode.
 
-    ``device`` is the worker's device; a spec's own ``device_map`` wins over it.
+    ``device`` is the worker's device; a spec's own ``device_map`` wins over it. Only a
+    plain CPU model is moved with ``.to()`` (a no-op there); every other one is placed
+    by ``from_pretrained`` itself.
     """
-    placed = placement_kwargs(spec, device)
+    kwargs = {"dtype": torch_dtype(spec.dtype), **pretrained_kwargs(spec)}
+    kwargs.update(placement_kwargs(spec, device), **extra)
     if spec.quantization.method == "bnb-8bit":
         _quiet_int8_casts()
     with translating(f"loading model {spec.alias!r}"):
         try:
-            model = auto_class.from_pretrained(
-                spec.location,
-                dtype=torch_dtype(spec.dtype),
-                disable_mmap=True,
-                **pretrained_kwargs(spec),
-                **placed,
-                **extra,
-            )
+            model = auto_class.from_pretrained(spec.location, **kwargs)
         except (OSError, ValueError, KeyError, ImportError) as exc:
             raise ConfigError(f"model {spec.alias!r} ({spec.source}): cannot load: {exc}") from exc
-        if not placed:
+        if "device_map" not in kwargs:
             model.to(model_device(spec, device))
         model.eval()
         return model

@@ -39,30 +39,60 @@ def _spec(tmp_path: Path, tiny_registry: Path, **options: Any) -> ModelSpec:
     return load_registry(path).get("m")
 
 
+CPU = {"disable_mmap": True}
+
+
 @pytest.mark.parametrize(
-    ("options", "expected"),
+    ("options", "device", "expected"),
     [
-        ({}, {}),
-        ({"device_map": "cpu"}, {"device_map": {"": "cpu"}}),
-        ({"device_map": "auto"}, {"device_map": "auto"}),
-        ({"quantization": "bnb-8bit"}, {"device_map": {"": "cpu"}, "quantization_config": 8}),
+        ({}, "cpu", CPU),
+        ({"device_map": "cpu"}, "cpu", {**CPU, "device_map": {"": "cpu"}}),
+        ({"device_map": "cpu"}, "cuda:0", {**CPU, "device_map": {"": "cpu"}}),
+        ({"device_map": "auto"}, "cpu", {**CPU, "device_map": "auto"}),
+        ({"device_map": "auto"}, "cuda:0", {"device_map": "auto"}),
+        ({}, "cuda:0", {"device_map": {"": "cuda:0"}}),
+        ({"quantization": "bnb-8bit"}, "cpu", {**CPU, "device_map": {"": "cpu"}, "bits": 8}),
         (
             {"quantization": "bnb-4bit", "device_map": "auto"},
-            {"device_map": "auto", "quantization_config": 4},
+            "cuda:0",
+            {"device_map": "auto", "bits": 4},
         ),
     ],
 )
 def test_placement_kwargs(
-    tmp_path: Path, tiny_registry: Path, options: dict[str, Any], expected: dict[str, Any]
+    tmp_path: Path,
+    tiny_registry: Path,
+    options: dict[str, Any],
+    device: str,
+    expected: dict[str, Any],
 ) -> None:
-    kwargs = placement_kwargs(_spec(tmp_path, tiny_registry, **options), "cpu")
+    kwargs = placement_kwargs(_spec(tmp_path, tiny_registry, **options), device)
     config = kwargs.pop("quantization_config", None)
-    bits = expected.pop("quantization_config", None)
+    expected = dict(expected)
+    bits = expected.pop("bits", None)
     assert kwargs == expected
     if bits is None:
         assert config is None
     else:
         assert getattr(config, f"load_in_{bits}bit") is True
+
+
+def test_a_cpu_model_is_in_process_memory(tmp_path: Path) -> None:
+    """transformers maps this checkpoint by default (the tiny classifier it happens not to)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from services.worker.tiny.quantizable import build
+
+    folder = tmp_path / "mapped-by-default"
+    build(folder)
+    spec = ModelSpec(alias="m", task=TASK, source=str(folder))
+    checkpoint = str(folder / "model.safetensors")
+    mapped = AutoModelForSequenceClassification.from_pretrained(folder)
+    assert checkpoint in Path("/proc/self/maps").read_text()
+    del mapped
+    model = load_pretrained(AutoModelForSequenceClassification, spec, "cpu")
+    assert checkpoint not in Path("/proc/self/maps").read_text()
+    assert placement(model)["devices"] == ["cpu"]
 
 
 def test_a_spec_device_wins_over_the_worker(tmp_path: Path, tiny_registry: Path) -> None:
