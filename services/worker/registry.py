@@ -301,8 +301,7 @@ class Models:
     def _log_load(self, spec: ModelSpec, entry: _Entry) -> None:
         loaded, where = entry.loaded, entry.placement
         log.info(
-            "loaded model %s (%s) on %s in %.2f s: %s of tensors (%s, %s), process RSS +%s; "
-            "budget %s",
+            "loaded model %s (%s) on %s in %.2f s: tensors %s (%s, %s), process RSS +%s; budget %s",
             spec.alias,
             spec.task,
             ",".join(where["devices"]),
