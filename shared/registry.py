@@ -2,15 +2,21 @@
 
 ::
 
-    [models.tiny-text-classification]
-    task = "text-classification"
-    source = "tiny-text-classification"   # a folder (relative to this file) or a Hub id
-    revision = "main"                      # Hub ids only
-    dtype = "auto"
+    [models.chat]
+    task = "text-generation"
+    source = "models/chat"        # a folder (relative to this file) or a Hub id
+    revision = "main"             # Hub ids only
+    dtype = "bfloat16"            # auto | float32 | bfloat16 | float16
+    device_map = "auto"           # auto | cpu | cuda:N; absent: the worker's device
+    quantization = { method = "bnb-4bit", quant_type = "nf4", double_quant = true }
+    trust_remote_code = false
+    gguf_file = "model.Q8_0.gguf" # a GGUF file in the source, dequantized on load
 
 A job names an alias and nothing else: it can never choose a source, a
-revision or ``trust_remote_code``. This module only reads and checks the file
-(no torch); the worker's ``services.worker.registry`` loads the models.
+revision, a placement or ``trust_remote_code``. This module only reads and
+checks the file (no torch, so producers use it too); the worker's
+``services.worker.loading`` turns a spec into ``from_pretrained`` arguments and
+checks, at worker start, that the backends a spec needs are installed.
 """
 
 from __future__ import annotations
@@ -20,13 +26,29 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.errors import ConfigError, UnknownModel, UnsupportedTask
 from shared.jobs import ALIAS_PATTERN
 from shared.queues import queue_for
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DEVICE_MAP = r"^(auto|cpu|cuda:\d+)$"
+FloatDtype = Literal["float32", "bfloat16", "float16"]
+QuantMethod = Literal["none", "bnb-8bit", "bnb-4bit", "gptq", "awq"]
+
+#: The options each quantization method takes (beyond ``method``).
+QUANT_OPTIONS: dict[str, frozenset[str]] = {
+    "bnb-8bit": frozenset({"skip_modules", "int8_threshold"}),
+    "bnb-4bit": frozenset({"skip_modules", "quant_type", "double_quant", "compute_dtype"}),
+}
 
 
 class BatchOptions(BaseModel):
@@ -34,6 +56,53 @@ class BatchOptions(BaseModel):
 
     max_size: int = Field(32, ge=1, le=1024)
     max_wait_ms: float = Field(5.0, ge=0, le=10_000)
+
+
+class Quantization(BaseModel):
+    """How a model's weights are stored in memory.
+
+    ``bnb-8bit`` and ``bnb-4bit`` quantize a full-precision checkpoint while it
+    loads (bitsandbytes); ``gptq`` and ``awq`` name checkpoints that are already
+    quantized (their ``config.json`` carries the details) and need their backend
+    package. ``quantization = "bnb-8bit"`` is short for ``{ method = "bnb-8bit" }``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: QuantMethod = "none"
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = False
+    compute_dtype: FloatDtype | None = None
+    skip_modules: list[str] = Field(
+        default_factory=list, description="Modules kept in full precision (small heads)."
+    )
+    int8_threshold: float = Field(6.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"method": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _options_fit_method(self) -> Quantization:
+        misplaced = self.model_fields_set - {"method"} - QUANT_OPTIONS.get(self.method, set())
+        if misplaced:
+            raise ValueError(
+                f"{', '.join(sorted(misplaced))}: not an option of quantization {self.method!r}"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        """Short form for listings: ``bnb-4bit nf4 dq bfloat16``."""
+        if self.method != "bnb-4bit":
+            return self.method
+        parts: list[str] = [self.method, self.quant_type]
+        if self.double_quant:
+            parts.append("dq")
+        if self.compute_dtype:
+            parts.append(self.compute_dtype)
+        return " ".join(parts)
 
 
 class ModelSpec(BaseModel):
@@ -45,7 +114,12 @@ class ModelSpec(BaseModel):
     task: str
     source: str
     revision: str | None = None
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal["auto"] | FloatDtype = "auto"
+    device_map: str | None = Field(
+        None, pattern=DEVICE_MAP, description="auto, cpu or cuda:N; absent: the worker's device."
+    )
+    quantization: Quantization = Field(default_factory=Quantization)
+    gguf_file: str | None = Field(None, description="A .gguf file in the source.")
     trust_remote_code: bool = False
     defaults: dict[str, Any] = Field(default_factory=dict, description="Parameter defaults.")
     limits: dict[str, int | float] = Field(default_factory=dict, description="Parameter caps.")
@@ -61,6 +135,21 @@ class ModelSpec(BaseModel):
         except UnsupportedTask as exc:
             raise ValueError(str(exc)) from None
         return task
+
+    @model_validator(mode="after")
+    def _gguf_is_its_own_format(self) -> ModelSpec:
+        if self.gguf_file is not None and self.quantization.method in ("gptq", "awq"):
+            raise ValueError("gguf_file cannot be combined with a gptq or awq checkpoint")
+        return self
+
+    @property
+    def quantized(self) -> bool:
+        return self.quantization.method != "none"
+
+    @property
+    def placement(self) -> str:
+        """Where the model goes: its own ``device_map``, or the worker's device."""
+        return self.device_map or "worker"
 
     @property
     def queue(self) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import ByteSize, Field, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.durations import parse_duration
@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     )
     inline_inputs_bytes: int = Field(
         64 * 1024, ge=0, description="Inputs larger than this are stored as a digest only."
+    )
+    memory_budget: ByteSize | None = Field(
+        None, gt=0, description="Bytes of model tensors a worker keeps loaded (2GiB, 512MB...)."
     )
     log_level: str = "INFO"
     log_json: bool = False
@@ -152,6 +155,19 @@ class Settings(BaseSettings):
     @property
     def resolved_model_store(self) -> Path:
         return (self.model_store or self.home / "store").resolve()
+
+
+def parse_bytes(value: str, *, what: str) -> int:
+    """``2GiB``, ``512 MB``, ``1.5GB`` or plain bytes, as an int; a ConfigError otherwise."""
+    from shared.errors import ConfigError
+
+    try:
+        size = int(TypeAdapter(ByteSize).validate_python(value))
+    except ValidationError:
+        raise ConfigError(f"{what}: not a size: {value!r} (try 2GiB or 512MB)") from None
+    if size <= 0:
+        raise ConfigError(f"{what}: must be more than 0 bytes, got {value!r}")
+    return size
 
 
 @functools.cache

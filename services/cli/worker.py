@@ -35,15 +35,25 @@ from shared.queues import WORK_QUEUES
 )
 @click.option("--prefetch-multiplier", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--name", default=None, help="Worker name (default: queues-device@host).")
+@click.option(
+    "--memory-budget",
+    default=None,
+    help="Bytes of model tensors this worker keeps loaded, e.g. 2GiB (default: "
+    "PIPEQ_MEMORY_BUDGET, else no limit); the least recently used idle model is evicted.",
+)
 def worker(
     queues: tuple[str, ...],
     device: str,
     concurrency: int,
     prefetch_multiplier: int,
     name: str | None,
+    memory_budget: str | None,
 ) -> None:
     """Load the models of QUEUES once, then serve their jobs until SIGTERM."""
     from services.worker.device import pin_device
+    from shared.settings import parse_bytes
+
+    budget = parse_bytes(memory_budget, what="--memory-budget") if memory_budget else None
 
     placement = pin_device(device)  # before anything imports torch
     from services.worker.main import run
@@ -56,6 +66,7 @@ def worker(
             concurrency=concurrency,
             prefetch_multiplier=prefetch_multiplier,
             name=name,
+            memory_budget=budget,
         )
     )
 

@@ -16,6 +16,7 @@ import socket
 import time
 import warnings
 
+from services.worker.control import serve_inventory
 from services.worker.device import Placement
 from services.worker.memory import mib, rss_bytes
 from services.worker.registry import Models
@@ -50,6 +51,7 @@ def run(
     prefetch_multiplier: int = 1,
     name: str | None = None,
     settings: Settings | None = None,
+    memory_budget: int | None = None,
 ) -> int:
     """Serve ``queues`` until shut down; returns the process exit code."""
     for key, value in QUIET_ENVIRONMENT.items():
@@ -68,6 +70,13 @@ def run(
         redact_url(settings.resolved_broker_url),
     )
 
+    # Checks every served spec (backends, placement): a bad registry stops here, before torch.
+    models = Models(
+        load_registry(settings.registry_path),
+        device=placement.torch_device,
+        queues=queues,
+        budget=memory_budget or settings.memory_budget,
+    )
     # Import the model stack before timing loads, so a load's seconds and memory are its own.
     started = time.perf_counter()
     import torch
@@ -81,9 +90,6 @@ def run(
         mib(rss_bytes()),
     )
     before = rss_bytes()
-    models = Models(
-        load_registry(settings.registry_path), device=placement.torch_device, queues=queues
-    )
     loaded = models.load_all()
     log.info(
         "worker %s: %d models loaded, process RSS %s (+%s for models)",
@@ -97,6 +103,7 @@ def run(
     app.conf.worker_consumer = "services.worker.consumer:JobConsumer"
     runner = JobRunner(models, worker=hostname, settings=settings)
     app.pipeq_runner = runner
+    serve_inventory(models)
     register(app, runner)
     if not settings.embedded_broker:
         with app.connection_for_write() as connection:

@@ -23,6 +23,7 @@ PARTS = [
     "tests.bench.roundtrip",
     "tests.bench.beat",
     "tests.bench.gateway",
+    "tests.bench.models",
 ]
 
 
