@@ -6,6 +6,11 @@ for the worker's queues, once, in the one process that will serve them, and
 hands jobs to a thread pool: there is no fork after torch (and CUDA) load.
 SIGTERM is Celery's warm shutdown: jobs in hand finish, and prefetched
 messages, unacked, go back to the broker.
+
+Beside Celery's own threads the worker runs two of pipeq's: the supervisor
+(heartbeats, cancellations and time limits of the jobs in hand) and, on
+RabbitMQ, the consumer of the dead-letter queue (see
+``shared.deadletter_consumer`` for why it lives in every worker).
 """
 
 from __future__ import annotations
@@ -15,13 +20,18 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 from services.worker.device import Placement
+from services.worker.handlers import Handler, handler_for
 from services.worker.memory import mib, rss_bytes
 from services.worker.registry import Models
 from services.worker.runner import JobRunner
+from services.worker.supervisor import Supervisor
 from services.worker.tasks import register
 from shared.celery_app import make_app
+from shared.deadletter_consumer import DeadLetterConsumer
 from shared.logs import configure_logging
 from shared.queues import dead_letter_queue
 from shared.registry import load_registry
@@ -50,8 +60,13 @@ def run(
     prefetch_multiplier: int = 1,
     name: str | None = None,
     settings: Settings | None = None,
+    handlers: Callable[[str], Handler[Any]] = handler_for,
 ) -> int:
-    """Serve ``queues`` until shut down; returns the process exit code."""
+    """Serve ``queues`` until shut down; returns the process exit code.
+
+    ``handlers`` is the seam through which tests run the real worker with
+    fault-injecting handlers (``tests/faults.py``).
+    """
     for key, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     # Containers often run as root; Celery's warning about it is noise there.
@@ -95,12 +110,20 @@ def run(
 
     app = make_app(settings, prefetch_multiplier=prefetch_multiplier)
     app.conf.worker_consumer = "services.worker.consumer:JobConsumer"
-    runner = JobRunner(models, worker=hostname, settings=settings)
+    supervisor = Supervisor(
+        db_url=settings.resolved_database_url, heartbeat_seconds=settings.heartbeat_seconds
+    ).start()
+    runner = JobRunner(
+        models, worker=hostname, settings=settings, handlers=handlers, supervisor=supervisor
+    )
     app.pipeq_runner = runner
     register(app, runner)
+    dead_letters = None
     if not settings.embedded_broker:
         with app.connection_for_write() as connection:
             dead_letter_queue().declare(channel=connection.default_channel)
+        dead_letters = DeadLetterConsumer(app.connection_for_write(), settings)
+        dead_letters.start_thread()
 
     worker = app.Worker(
         hostname=hostname,
@@ -112,5 +135,10 @@ def run(
         without_gossip=True,
         without_mingle=True,
     )
-    worker.start()
+    try:
+        worker.start()
+    finally:
+        supervisor.close()
+        if dead_letters is not None:
+            dead_letters.stop()
     return int(worker.exitcode or 0)

@@ -4,6 +4,10 @@ It accepts any arguments, so that a malformed message from a foreign producer
 reaches the runner (and fails its own job with a clear message) instead of
 dying in Celery's argument binding. If the database stays away, the message is
 handed back to the broker unacked (``Reject(requeue=True)``) rather than lost.
+A poison message (its job failed as such) is rejected without requeue, so
+RabbitMQ moves it to the dead-letter queue; so does, after the queue's delivery
+limit, a message that keeps raising outside any job (a bug). Otherwise the message is acked when
+the task returns: after the job's outcome is in the database (late acks).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import Reject
 
-from services.worker.runner import JobRunner
+from services.worker.runner import JobRunner, Poisoned
 from shared.errors import TransientError
 from shared.jobs import TASK_NAME
 
@@ -34,5 +38,9 @@ def register(app: Celery, runner: JobRunner) -> Task:
             return runner.run(message, fallback_id=self.request.id, queue=queue)
         except TransientError as exc:
             raise Reject(str(exc), requeue=True) from exc
+        except Poisoned as exc:
+            raise Reject(str(exc), requeue=False) from exc
+        except Exception as exc:  # a bug outside any job: back to the queue, up to its limit
+            raise Reject(f"internal error: {exc!r}", requeue=True) from exc
 
     return run_job
