@@ -37,6 +37,7 @@ from shared.db import repo
 from shared.db.engine import session_scope
 from shared.errors import BrokerUnavailable, InvalidInput, InvalidJob, JobNotFound, translating
 from shared.jobs import TASK_NAME, JobRequest, JobView, parse_job
+from shared.messages import check_json
 from shared.settings import Settings, get_settings
 from shared.states import State
 
@@ -78,6 +79,7 @@ class Client:
             "idempotency_key": idempotency_key,
             "id": job_id,
         }
+        check_json(raw)
         return self.submit_request(parse_job(raw))
 
     def submit_request(self, request: JobRequest) -> JobView:

@@ -58,29 +58,23 @@ class DeadLetterConsumer(ConsumerProducerMixin):  # type: ignore[misc]
         )
 
     def handle(self, message: Message) -> None:
+        try:
+            self._handle(message)
+        except Exception:  # a bug: keep the thread alive, keep the reason in the log
+            log.exception("dead letter could not be settled; dropped")
+            message.ack()
+
+    def _handle(self, message: Message) -> None:
         letter = DeadLetter.read(message.headers or {}, message.body, message.content_type)
         try:
             verdict, job_id = self._settle(letter)
         except DatabaseUnavailable as exc:
-            log.warning(
-                "dead letter %s: database unavailable, handed back: %s", letter.task_id, exc
-            )
+            log.warning("dead letter %s: database away, handed back: %s", letter.task_id, exc)
             message.requeue()
             return
-        if verdict is Verdict.REDRIVE:
-            headers = redrive_headers(message.headers or {})
-            self.producer.publish(
-                message.body,
-                exchange=EXCHANGE,
-                routing_key=letter.home_queue,
-                headers=headers,
-                content_type=message.content_type,
-                content_encoding=message.content_encoding,
-                delivery_mode=2,
-                priority=message.properties.get("priority"),
-                retry=True,
-                retry_policy={"max_retries": 10, "interval_start": 0.5, "interval_max": 3},
-            )
+        if verdict is Verdict.REDRIVE and not self._redrive(message, letter):
+            message.requeue()
+            return
         log.log(
             logging.INFO if verdict in (Verdict.DONE, Verdict.REDRIVE) else logging.WARNING,
             "dead letter %s (job %s, %s from %s): %s",
@@ -93,6 +87,25 @@ class DeadLetterConsumer(ConsumerProducerMixin):  # type: ignore[misc]
         )
         self.settled[verdict.value] = self.settled.get(verdict.value, 0) + 1
         message.ack()
+
+    def _redrive(self, message: Message, letter: DeadLetter) -> bool:
+        try:
+            self.producer.publish(
+                message.body,
+                exchange=EXCHANGE,
+                routing_key=letter.home_queue,
+                headers=redrive_headers(message.headers or {}),
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                delivery_mode=2,
+                priority=message.properties.get("priority"),
+                retry=True,
+                retry_policy={"max_retries": 10, "interval_start": 0.5, "interval_max": 3},
+            )
+        except Exception as exc:
+            log.warning("dead letter %s: redrive failed, handed back: %s", letter.task_id, exc)
+            return False
+        return True
 
     def _settle(self, letter: DeadLetter) -> tuple[Verdict, str | None]:
         deadline = time.monotonic() + self.db_retry_seconds
@@ -113,9 +126,18 @@ class DeadLetterConsumer(ConsumerProducerMixin):  # type: ignore[misc]
                 delay = min(delay * 2, 5.0)
 
     def start_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run, name="pipeq-dead-letters", daemon=True)
+        thread = threading.Thread(target=self.run_forever, name="pipeq-dead-letters", daemon=True)
         thread.start()
         return thread
+
+    def run_forever(self) -> None:
+        """``run()``, started again after anything that escapes it, until stopped."""
+        while not self.should_stop:
+            try:
+                self.run()
+            except Exception:
+                log.exception("dead-letter consumer failed; restarting it")
+                time.sleep(1.0)
 
     def stop(self) -> None:
         self.should_stop = True

@@ -11,6 +11,7 @@ away). Nothing may vanish, so each dead letter is *settled* against its row:
     row terminal already ...................... DONE      nothing to do (a worker failed it)
     no job id anywhere ........................ DROPPED   logged: nothing to record
     body unreadable (not JSON) ................ FAILED    invalid_job
+    rejected by a worker (no task header...) .. FAILED    invalid_job: workers reject on purpose
     running under a live lease ................ REDRIVE   (LEFT once out of redrives: its worker
                                                           ends it, or the stale sweep)
     started >= DELIVERY_LIMIT times ........... FAILED    poison: it killed its worker each time
@@ -37,7 +38,7 @@ from sqlalchemy.orm import Session
 from shared import attempts, states
 from shared.db import repo
 from shared.db.models import utcnow
-from shared.messages import job_id_of, read_body
+from shared.messages import job_id_of, read_body, storable
 from shared.queues import DELIVERY_LIMIT, ROUTES, WORK_QUEUES
 from shared.states import State
 
@@ -120,6 +121,9 @@ def settle(
     if letter.problem is not None:
         message = f"{where}: {letter.problem}"
         return _fail(session, letter, job_id, "invalid_job", message, inline_limit), job_id
+    if letter.reason == "rejected":
+        message = f"{where}: a worker refused the message (not a pipeq job message)"
+        return _fail(session, letter, job_id, "invalid_job", message, inline_limit), job_id
     live = (
         job is not None
         and job.state == State.RUNNING
@@ -153,11 +157,11 @@ def _fail(
     message: str,
     inline_limit: int,
 ) -> Verdict:
-    job = letter.job if isinstance(letter.job, dict) else {}
+    job = storable(letter.job) if isinstance(letter.job, dict) else {}
     repo.ensure_raw_job(
         session, job_id=job_id, raw=job, queue=letter.queue or "unknown", inline_limit=inline_limit
     )
-    states.fail(session, job_id, error_type=code, message=message)
+    states.fail(session, job_id, error_type=code, message=storable(message))
     attempts.close_open(session, job_id, attempts.Ending.LOST)
     return Verdict.FAILED
 

@@ -1,8 +1,9 @@
 """Celery's consumer, with one change: a message that cannot be run fails its job.
 
 Stock Celery logs an undecodable message (not JSON) and acks it, rejects one of
-a refused content type (pickle), and rejects one that names a task this worker
-does not know, all without a trace in the database: the job would vanish.
+a refused content type (pickle), one that names a task this worker does not
+know, and one with no task header, all without a trace in the database: the
+job would vanish.
 Here, if the message's headers carry a task id, its row ends FAILED with the
 reason; then the message is rejected without requeue, so RabbitMQ moves it to
 the dead-letter queue. Nothing is ever unpickled: the body is not decoded again.
@@ -20,6 +21,7 @@ from celery.worker.consumer import Consumer
 from services.worker.runner import job_id_of
 from shared.errors import InvalidJob
 from shared.jobs import TASK_NAME
+from shared.messages import read_body
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +42,27 @@ class JobConsumer(Consumer):  # type: ignore[misc]
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
         self._refuse(message, exc)
 
+    def on_unknown_message(self, body: Any, message: Any) -> None:
+        reason = "message refused: it has no task header; pipeq job messages name 'pipeq.run_job'"
+        job, _problem = read_body(message.body, message.content_type)
+        task_id = job_id_of(job, "") if isinstance(job, dict) and job.get("id") else None
+        self._refuse(message, None, reason=reason, task_id=task_id)
+
     def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
         name = str((message.headers or {}).get("task"))[:100]
         reason = f"message refused: unknown task name {name!r}; pipeq workers run {TASK_NAME!r}"
         self._refuse(message, exc, reason=reason)
 
-    def _refuse(self, message: Any, exc: Exception, *, reason: str = "") -> None:
+    def _refuse(
+        self,
+        message: Any,
+        exc: Exception | None,
+        *,
+        reason: str = "",
+        task_id: str | None = None,
+    ) -> None:
         headers = message.headers or {}
-        task_id = headers.get("id")
+        task_id = task_id or headers.get("id")
         reason = reason or (
             f"message refused: content type {message.content_type!r} could not be "
             f"decoded as JSON ({type(exc).__name__}); pipeq accepts JSON only"

@@ -57,6 +57,7 @@ class JobControl:
         self._lock = threading.Lock()
         self.progress: dict[str, Any] | None = None
         self.progress_changed = False
+        self.finished = False
 
     @property
     def reason(self) -> PipeqError | None:
@@ -67,7 +68,15 @@ class JobControl:
         return self._stopped.is_set() or self.overdue()
 
     def overdue(self, now: float | None = None) -> bool:
-        return self.deadline is not None and (now or self._clock()) > self.deadline
+        """Past the deadline with the job's work not yet done."""
+        if self.finished or self.deadline is None:
+            return False
+        return (now or self._clock()) > self.deadline
+
+    def finish(self) -> None:
+        """The job's work is done in time: only its outcome is left to write."""
+        self.check()
+        self.finished = True
 
     def timeout_error(self) -> JobTimeout:
         return JobTimeout(

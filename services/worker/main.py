@@ -29,7 +29,7 @@ from services.worker.memory import mib, rss_bytes
 from services.worker.registry import Models
 from services.worker.runner import JobRunner
 from services.worker.supervisor import Supervisor
-from services.worker.tasks import register
+from services.worker.tasks import only_pipeq, register
 from shared.celery_app import make_app
 from shared.deadletter_consumer import DeadLetterConsumer
 from shared.logs import configure_logging
@@ -118,6 +118,7 @@ def run(
     )
     app.pipeq_runner = runner
     register(app, runner)
+    only_pipeq(app)
     dead_letters = None
     if not settings.embedded_broker:
         with app.connection_for_write() as connection:
@@ -135,6 +136,10 @@ def run(
         without_gossip=True,
         without_mingle=True,
     )
+    # Celery warns, on every lost connection, that it may one day cancel running late-ack
+    # tasks. Threads cannot be cancelled; a redelivered copy waits on the job's lease instead.
+    # (Set here: building the worker resets Celery's warning filters.)
+    warnings.filterwarnings("ignore", message=r"(?s).*on connection loss cancels all")
     try:
         worker.start()
     finally:

@@ -29,7 +29,7 @@ from shared.db.engine import session_scope
 from shared.db.models import Job
 from shared.errors import DatabaseUnavailable, PipeqError
 from shared.jobs import JobRequest
-from shared.messages import job_id_of
+from shared.messages import job_id_of, storable
 from shared.settings import Settings
 from shared.states import Outcome, Started
 
@@ -107,17 +107,20 @@ class Rows:
             elif final is Ending.CANCELLED:
                 won = states.finish_cancelled(session, job_id, lease=lease)
             elif final is not Ending.SUPERSEDED:
-                won = states.fail(session, job_id, error_type=code, message=message, lease=lease)
+                text = storable(message)
+                won = states.fail(session, job_id, error_type=code, message=text, lease=lease)
             if lease is not None:
                 attempts.close(session, lease, final if won else Ending.SUPERSEDED)
+            state = states.current(session, job_id)
             if not won and final is not Ending.SUPERSEDED:
                 log.warning(
-                    "job %s: ended elsewhere first; this attempt's %s discarded",
+                    "job %s: already %s; this attempt's late %s discarded",
                     job_id,
+                    state,
                     final.value,
                     extra={"job_id": job_id},
                 )
-            return str(states.current(session, job_id))
+            return str(state)
 
         return self.persist(write)
 
@@ -126,12 +129,13 @@ class Rows:
         log.warning("job %s: refused: %s", job_id, exc, extra={"job_id": job_id})
 
         def write(session: Session) -> None:
+            kept = storable(raw)
             inserted = repo.ensure_raw_job(
-                session, job_id=job_id, raw=raw, queue=queue, inline_limit=self.inline_limit
+                session, job_id=job_id, raw=kept, queue=queue, inline_limit=self.inline_limit
             )
             existing = None if inserted else repo.get_job(session, job_id)
-            if inserted or (existing is not None and _matches(existing, raw)):
-                states.fail(session, job_id, error_type=exc.code, message=str(exc))
+            if inserted or (existing is not None and _matches(existing, kept)):
+                states.fail(session, job_id, error_type=exc.code, message=storable(str(exc)))
             else:
                 log.warning(
                     "job %s: refused message does not match the existing row; row left as it is",

@@ -48,6 +48,7 @@ from shared.errors import (
     TransientError,
 )
 from shared.jobs import JobRequest, parse_job
+from shared.messages import check_json
 from shared.queues import DELIVERY_LIMIT
 from shared.registry import ModelSpec
 from shared.settings import Settings
@@ -149,7 +150,7 @@ class JobRunner:
         begun = time.perf_counter()
         try:
             result = self.execute(request, control)
-            control.check()
+            control.finish()  # no time limit on writing the outcome (the DB may be away)
         except JobCancelled:
             return self.rows.finish(job_id, lease, Ending.CANCELLED)
         except Superseded as exc:
@@ -176,6 +177,7 @@ class JobRunner:
         return self.rows.finish(job_id, lease, Ending.SUCCEEDED, result=result)
 
     def parse(self, raw: Any, job_id: str) -> JobRequest:
+        check_json(raw)
         size = self.rows.size_of(raw)
         if size > self.settings.max_message_bytes:
             raise InvalidInput(

@@ -8,6 +8,11 @@ A poison message (its job failed as such) is rejected without requeue, so
 RabbitMQ moves it to the dead-letter queue; so does, after the queue's delivery
 limit, a message that keeps raising outside any job (a bug). Otherwise the message is acked when
 the task returns: after the job's outcome is in the database (late acks).
+
+:func:`only_pipeq` strips Celery's built-in tasks (``celery.group``,
+``celery.chord_unlock``, ``celery.backend_cleanup``...) from the worker: a
+message may name a task, and a pipeq worker runs ``pipeq.run_job`` and nothing
+else. Any other name fails its job and is dead-lettered (``consumer.py``).
 """
 
 from __future__ import annotations
@@ -44,3 +49,11 @@ def register(app: Celery, runner: JobRunner) -> Task:
             raise Reject(f"internal error: {exc!r}", requeue=True) from exc
 
     return run_job
+
+
+def only_pipeq(app: Celery) -> list[str]:
+    """Unregister every task but pipeq's; returns the names removed."""
+    removed = [name for name in list(app.tasks) if name != TASK_NAME]
+    for name in removed:
+        app.tasks.unregister(name)
+    return removed

@@ -139,3 +139,9 @@ def test_a_letter_from_an_unknown_queue_goes_home_by_its_task(session: Session) 
     stray = DeadLetter.read({"id": job["id"]}, celery_body(_job(task="dance")), "application/json")
     assert stray.home_queue is None
     assert _settle(session, stray)[0] is Verdict.FAILED
+
+
+def test_a_body_nested_too_deep_to_decode_is_reported_not_raised() -> None:
+    body = ('[[{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}], {}, {}]").encode()
+    letter = DeadLetter.read(_headers("rejected"), body, "application/json")
+    assert letter.job is None and letter.problem is not None and "RecursionError" in letter.problem

@@ -157,3 +157,13 @@ def test_the_thread_runs_and_stops(db_url: str) -> None:
     finally:
         supervisor.close()
     assert isinstance(control.reason, JobCancelled)
+
+
+def test_a_job_done_in_time_is_not_timed_out_while_its_outcome_is_written() -> None:
+    clock = Clock()
+    control = JobControl("j", "l", time_limit=2, clock=clock)
+    clock.now += 1
+    control.finish()
+    clock.now += 60  # the database was away all this while
+    assert not control.overdue() and not control.stopping
+    control.check()
