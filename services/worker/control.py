@@ -50,14 +50,18 @@ class JobControl:
         self.lease = lease
         self.time_limit = time_limit
         self._clock = clock
-        self.started = clock()
-        self.deadline = None if time_limit is None else self.started + time_limit
+        self.begin()
         self._stopped = threading.Event()
         self._reason: PipeqError | None = None
         self._lock = threading.Lock()
         self.progress: dict[str, Any] | None = None
         self.progress_changed = False
         self.finished = False
+
+    def begin(self) -> None:
+        """Start the clock: the time limit counts from here (not from a wait to run alone)."""
+        self.started = self._clock()
+        self.deadline = None if self.time_limit is None else self.started + self.time_limit
 
     @property
     def reason(self) -> PipeqError | None:

@@ -8,6 +8,7 @@
                          ├─ already terminal (a redelivery): nothing runs; ack
                          ├─ BUSY (a live worker runs it): wait until it ends or falls silent
                          ├─ claimed more than DELIVERY_LIMIT times: poison; FAILED, dead-lettered
+                         ├─ claimed before (its worker died): runs alone (gate.py)
                          └─ handler: params -> decode -> predict (halved on OOM) -> encode
                                 ├─ ok ──────────> SUCCEEDED with the result
                                 ├─ JobError ────> FAILED with its message (timeout too)
@@ -24,6 +25,7 @@ the task hands the message back to the broker unacked.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -33,6 +35,7 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from services.worker.control import JobControl, Superseded, running
+from services.worker.gate import Gate
 from services.worker.handlers import Handler, Loaded, handler_for
 from services.worker.oom import predict_splitting, release_cuda_cache
 from services.worker.rows import Rows, job_id_of
@@ -90,6 +93,7 @@ class JobRunner:
         supervisor: Supervisor | None = None,
         release_memory: Callable[[], None] = release_cuda_cache,
         wait: Callable[[float], None] = time.sleep,
+        gate: Gate | None = None,
     ) -> None:
         self.models = models
         self.worker = worker
@@ -103,6 +107,7 @@ class JobRunner:
         )
         self.release_memory = release_memory
         self._wait = wait
+        self.gate = gate or Gate()
 
     # -- the lifecycle ---------------------------------------------------------------
 
@@ -115,7 +120,7 @@ class JobRunner:
             self.reject(job_id, raw, exc, queue=queue)
             return State.FAILED.value
         started = self.claim(request)
-        if started.outcome is not Outcome.STARTED or started.lease is None:
+        if started.outcome is not Outcome.STARTED:
             log.info(
                 "job %s: %s (%s), not run again",
                 job_id,
@@ -124,16 +129,26 @@ class JobRunner:
                 extra={"job_id": job_id},
             )
             return started.state.value if started.state else started.outcome.value
+        try:
+            return self._run_started(request, started)
+        finally:
+            self.gate.leave()
+
+    def _run_started(self, request: JobRequest, started: states.Started) -> str:
+        job_id, lease = request.id or "", started.lease or ""
         if started.attempt > POISON_AFTER:
             message = (
                 f"poison message: started {started.attempt - 1} times and each time its worker "
                 "stopped before the job ended (killed, crashed or out of memory); not run again"
             )
-            self.rows.finish(job_id, started.lease, Ending.POISON, code="poison", message=message)
+            self.rows.finish(job_id, lease, Ending.POISON, code="poison", message=message)
             raise Poisoned(message)
         limit = self.settings.time_limit(request.task, request.queue)
-        control = JobControl(job_id, started.lease, time_limit=limit)
-        with self.supervisor.holding(control), running(control):
+        control = JobControl(job_id, lease, time_limit=limit)
+        # A job whose earlier attempt died with its worker runs alone (see gate.py).
+        alone = self.gate.alone(job_id) if started.attempt > 1 else contextlib.nullcontext()
+        with self.supervisor.holding(control), alone, running(control):
+            control.begin()
             try:
                 return self._run_claimed(request, control)
             except TransientError:
@@ -142,7 +157,7 @@ class JobRunner:
                 log.exception("job %s: could not record its outcome", job_id)
                 message = f"internal error while recording the outcome: {type(exc).__name__}"
                 return self.rows.finish(
-                    job_id, control.lease, Ending.FAILED, code="internal_error", message=message
+                    job_id, lease, Ending.FAILED, code="internal_error", message=message
                 )
 
     def _run_claimed(self, request: JobRequest, control: JobControl) -> str:
@@ -188,7 +203,10 @@ class JobRunner:
         return parse_job(raw)
 
     def claim(self, request: JobRequest) -> states.Started:
-        """Claim the job; while a live worker runs it (BUSY), wait for it to end or go silent."""
+        """Claim the job; while a live worker runs it (BUSY), wait for it to end or go silent.
+
+        A STARTED claim returns holding a shared place in :attr:`gate`; the caller leaves it.
+        """
         job_id = request.id or ""
         patience = self.settings.time_limit(request.task, request.queue)
         give_up = time.monotonic() + patience + 2 * self.settings.lease_seconds
@@ -196,7 +214,15 @@ class JobRunner:
         stale_after = timedelta(seconds=self.settings.lease_seconds)
         logged = False
         while True:
-            started = self.rows.claim(request, stale_after=stale_after)
+            self.gate.enter()
+            try:
+                started = self.rows.claim(request, stale_after=stale_after)
+            except BaseException:
+                self.gate.leave()
+                raise
+            if started.outcome is Outcome.STARTED:
+                return started
+            self.gate.leave()
             if started.outcome is not Outcome.BUSY:
                 return started
             if time.monotonic() > give_up:

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from services.worker.supervisor import Supervisor
 from shared import attempts, states
 from shared.db import repo
 from shared.db.engine import session_scope
+from shared.db.models import utcnow
 from shared.errors import UnsupportedTask
 from shared.jobs import JobView, parse_job
 from shared.settings import Settings
@@ -198,3 +200,34 @@ def test_a_bug_in_a_handler_fails_only_its_job(runner: JobRunner) -> None:
     assert job.error is not None and job.error.type == "internal_error"
     assert "injected bug" in job.error.message
     assert runner.run(good, fallback_id="x") == "SUCCEEDED"
+
+
+def test_a_job_whose_worker_died_runs_alone_on_its_next_attempt(runner: JobRunner) -> None:
+    running = _message("fault:wait=0.45")
+    suspect = _message("suspect")
+    newcomer = _message("newcomer")
+    with session_scope(runner.db_url) as session:
+        repo.insert_job(session, parse_job(suspect), inline_limit=1024)
+        long_ago = utcnow() - timedelta(minutes=1)
+        states.start(session, suspect["id"], worker="died", now=long_ago)  # and died
+    first, _ = _in_thread(runner, running)
+    _wait_state(runner, running["id"], "RUNNING")
+    second, out = _in_thread(runner, suspect)
+    time.sleep(0.2)
+    third, _ = _in_thread(runner, newcomer)
+    time.sleep(0.2)
+    # The suspect waits for the running job; the newcomer is not even claimed meanwhile.
+    assert _row(runner, suspect["id"]).state == "RUNNING"
+    assert not _exists(runner, newcomer) or _row(runner, newcomer["id"]).state == "QUEUED"
+    for thread in (first, second, third):
+        thread.join(10)
+    assert out == ["SUCCEEDED"]
+    ran = {m["id"]: _row(runner, m["id"]) for m in (running, suspect, newcomer)}
+    assert ran[running["id"]].state == "SUCCEEDED"
+    assert ran[suspect["id"]].finished_at >= ran[running["id"]].finished_at
+    assert ran[newcomer["id"]].started_at >= ran[suspect["id"]].finished_at
+
+
+def _exists(runner: JobRunner, message: dict[str, Any]) -> bool:
+    with session_scope(runner.db_url) as session:
+        return repo.get_job(session, message["id"]) is not None
