@@ -30,6 +30,8 @@ from shared.params import TaskParams
 from shared.registry import ModelSpec
 
 PREFIX = "fault:"
+#: The command line of a fault-injecting worker (``pipeq worker``'s options follow).
+WORKER_COMMAND = [sys.executable, "-m", "tests.faults"]
 
 
 class OutOfMemoryError(RuntimeError):

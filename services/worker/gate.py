@@ -6,12 +6,14 @@ attempt, and all of them come back redelivered: the one that killed it, and the
 bystanders. Counting lost attempts alone would fail a bystander that happened
 to share a worker with a poison job twice.
 
-So a *suspect*, a job on its second attempt or later, runs alone: every job
-claims under a shared :class:`Gate`, and a suspect, once claimed, waits until
-the jobs already running end and keeps new ones from being claimed until it
-ends. If it kills its worker again, nothing else had been claimed there, and
-after ``DELIVERY_LIMIT`` attempts the runner fails it as poison with
-certainty. Bystanders of a first death run alone on their retry and succeed.
+So a *suspect*, a job claimed before (its row says so), runs alone: every job
+is claimed under a shared place in the :class:`Gate`, while a suspect first
+waits for the exclusive place: for the jobs already running to end, keeping new
+ones (and other suspects) from being claimed meanwhile. If it kills its worker
+again, nothing else had been claimed there, so after ``DELIVERY_LIMIT`` attempts
+the runner fails it as poison with certainty, and bystanders of a first death
+run alone on their retry and succeed. (A job found claimed only once its own
+claim lands, a race, is isolated from its shared place with :meth:`Gate.alone`.)
 
 Isolation waits at most ``patience`` seconds for the running jobs (one could be
 stuck); after that the suspect runs beside them, and the log says so.
@@ -38,34 +40,36 @@ class Gate:
         self._alone = False
         self._queued_alone = 0
 
-    def enter(self) -> None:
-        """Take a shared place; waits while a suspect runs (or waits to run) alone."""
-        with self._cond:
-            while self._alone or self._queued_alone:
-                self._cond.wait()
-            self._shared += 1
+    def enter(self, *, alone: bool = False, job_id: str = "") -> bool:
+        """Take a place: shared (waits while a suspect runs or waits to run alone), or alone.
 
-    def leave(self) -> None:
+        Returns whether the place is exclusive; give it back with :meth:`leave`.
+        """
         with self._cond:
-            self._shared -= 1
+            if not alone:
+                while self._alone or self._queued_alone:
+                    self._cond.wait()
+                self._shared += 1
+                return False
+            isolated = self._wait_alone()
+        if not isolated:
+            log.warning("job %s: could not run alone within %.0f s", job_id, self.patience)
+        return isolated
+
+    def leave(self, isolated: bool = False) -> None:
+        with self._cond:
+            if isolated:
+                self._alone = False
+            else:
+                self._shared -= 1
             self._cond.notify_all()
 
     @contextlib.contextmanager
     def alone(self, job_id: str = "") -> Iterator[bool]:
         """From a shared place, run alone; yields whether isolation was reached."""
-        deadline = time.monotonic() + self.patience
         with self._cond:
-            self._queued_alone += 1
             self._shared -= 1
-            while (self._alone or self._shared) and (left := deadline - time.monotonic()) > 0:
-                self._cond.wait(left)
-            self._queued_alone -= 1
-            isolated = not (self._alone or self._shared)
-            if isolated:
-                self._alone = True
-            else:
-                self._shared += 1
-                self._cond.notify_all()
+            isolated = self._wait_alone()
         if not isolated:
             log.warning("job %s: could not run alone within %.0f s", job_id, self.patience)
         try:
@@ -76,6 +80,25 @@ class Gate:
                     self._alone = False
                     self._shared += 1
                 self._cond.notify_all()
+
+    def _wait_alone(self) -> bool:
+        """With the lock held and no place: take the exclusive place, or (past patience, with
+        no suspect alone) a shared one beside jobs that would not end."""
+        deadline = time.monotonic() + self.patience
+        self._queued_alone += 1
+        try:
+            while True:
+                if not self._alone and not self._shared:
+                    self._alone = True
+                    return True
+                left = deadline - time.monotonic()
+                if not self._alone and left <= 0:
+                    self._shared += 1
+                    return False
+                self._cond.wait(left if left > 0 else None)
+        finally:
+            self._queued_alone -= 1
+            self._cond.notify_all()
 
     @property
     def running(self) -> int:

@@ -26,12 +26,12 @@ from shared import attempts, states
 from shared.attempts import Ending
 from shared.db import repo
 from shared.db.engine import session_scope
-from shared.db.models import Job
+from shared.db.models import Job, utcnow
 from shared.errors import DatabaseUnavailable, PipeqError
 from shared.jobs import JobRequest
 from shared.messages import job_id_of, storable
 from shared.settings import Settings
-from shared.states import Outcome, Started
+from shared.states import Outcome, Started, State
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,6 +53,24 @@ class Rows:
     @staticmethod
     def size_of(raw: Any) -> int:
         return len(json.dumps(raw, default=repr).encode())
+
+    def claimed_before(self, job_id: str, *, stale_after: timedelta) -> bool:
+        """Whether an earlier attempt of the job died unfinished: a suspect (see gate.py).
+
+        That is a job claimed before and queued again, or running under a lease gone silent
+        (a job running under a live lease is not: its copy will only wait, not run).
+        """
+
+        def read(session: Session) -> bool:
+            job = repo.get_job(session, job_id)
+            if job is None or job.attempts == 0:
+                return False
+            if job.state == State.QUEUED:
+                return True
+            beat = job.heartbeat_at
+            return job.state == State.RUNNING and (beat is None or beat < utcnow() - stale_after)
+
+        return self.persist(read)
 
     def claim(self, request: JobRequest, *, stale_after: timedelta) -> Started:
         job_id = request.id or ""

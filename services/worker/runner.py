@@ -119,7 +119,7 @@ class JobRunner:
         except JobError as exc:
             self.reject(job_id, raw, exc, queue=queue)
             return State.FAILED.value
-        started = self.claim(request)
+        started, isolated = self.claim(request)
         if started.outcome is not Outcome.STARTED:
             log.info(
                 "job %s: %s (%s), not run again",
@@ -130,11 +130,11 @@ class JobRunner:
             )
             return started.state.value if started.state else started.outcome.value
         try:
-            return self._run_started(request, started)
+            return self._run_started(request, started, isolated=isolated)
         finally:
-            self.gate.leave()
+            self.gate.leave(isolated)
 
-    def _run_started(self, request: JobRequest, started: states.Started) -> str:
+    def _run_started(self, request: JobRequest, started: states.Started, *, isolated: bool) -> str:
         job_id, lease = request.id or "", started.lease or ""
         if started.attempt > POISON_AFTER:
             message = (
@@ -145,8 +145,9 @@ class JobRunner:
             raise Poisoned(message)
         limit = self.settings.time_limit(request.task, request.queue)
         control = JobControl(job_id, lease, time_limit=limit)
-        # A job whose earlier attempt died with its worker runs alone (see gate.py).
-        alone = self.gate.alone(job_id) if started.attempt > 1 else contextlib.nullcontext()
+        # A job claimed before runs alone (gate.py); found out only now (a race): isolate now.
+        late = started.attempt > 1 and not isolated
+        alone = self.gate.alone(job_id) if late else contextlib.nullcontext()
         with self.supervisor.holding(control), alone, running(control):
             control.begin()
             try:
@@ -202,10 +203,11 @@ class JobRunner:
             raw = {**raw, "id": job_id}
         return parse_job(raw)
 
-    def claim(self, request: JobRequest) -> states.Started:
+    def claim(self, request: JobRequest) -> tuple[states.Started, bool]:
         """Claim the job; while a live worker runs it (BUSY), wait for it to end or go silent.
 
-        A STARTED claim returns holding a shared place in :attr:`gate`; the caller leaves it.
+        A STARTED claim returns holding a place in :attr:`gate`, exclusive (True) for a job
+        claimed before; the caller gives it back with ``gate.leave``.
         """
         job_id = request.id or ""
         patience = self.settings.time_limit(request.task, request.queue)
@@ -214,17 +216,18 @@ class JobRunner:
         stale_after = timedelta(seconds=self.settings.lease_seconds)
         logged = False
         while True:
-            self.gate.enter()
+            suspect = self.rows.claimed_before(job_id, stale_after=stale_after)
+            isolated = self.gate.enter(alone=suspect, job_id=job_id)
             try:
                 started = self.rows.claim(request, stale_after=stale_after)
             except BaseException:
-                self.gate.leave()
+                self.gate.leave(isolated)
                 raise
             if started.outcome is Outcome.STARTED:
-                return started
-            self.gate.leave()
+                return started, isolated
+            self.gate.leave(isolated)
             if started.outcome is not Outcome.BUSY:
-                return started
+                return started, False
             if time.monotonic() > give_up:
                 raise TransientError(f"job {job_id} is still held by a live worker")
             if not logged:

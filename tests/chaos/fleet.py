@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.faults import WORKER_COMMAND
 from tests.helpers import WorkerProcess
-from tests.integration.faultenv import FAULTY_WORKER
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Fleet:
                     "--name",
                     self.name(index),
                 ],
-                command=FAULTY_WORKER,
+                command=WORKER_COMMAND,
             )
             self.workers.append(worker.start(wait=False))
         for worker in self.workers:

@@ -25,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from shared.client import Client
 from shared.db.engine import session_scope
@@ -211,8 +211,6 @@ def _traffic(
 
 def _running(settings: Settings) -> dict[str, int]:
     """Jobs running now, by worker name (empty if the database is away)."""
-    from sqlalchemy import text
-
     engine = create_engine(settings.resolved_database_url)
     try:
         with engine.connect() as connection:
@@ -227,8 +225,6 @@ def _running(settings: Settings) -> dict[str, int]:
 
 
 def _settle(settings: Settings, producer: Producer, limit: float) -> float:
-    from sqlalchemy import text
-
     engine = create_engine(settings.resolved_database_url)
     began = time.monotonic()
     ids = list(producer.accepted)

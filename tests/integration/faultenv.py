@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,11 +22,11 @@ from urllib.parse import unquote, urlsplit
 from shared.client import Client
 from shared.jobs import JobView
 from shared.settings import Settings
+from tests.faults import WORKER_COMMAND
 from tests.helpers import WorkerProcess, pipeq
 from tests.infra import isolated_services
 from tests.proxy import Proxy
 
-FAULTY_WORKER = [sys.executable, "-m", "tests.faults"]
 SECRET = "fault-s3cret-pw"
 MODEL = "tiny-text-classification"
 TASK = "text-classification"
@@ -55,7 +54,7 @@ class Pool:
                 env=self.env,
                 log=log,
                 extra=["--concurrency", "2", "--name", f"fault{len(self.workers)}@pipeq-tests"],
-                command=FAULTY_WORKER,
+                command=WORKER_COMMAND,
             )
             self.workers.append(worker.start(wait=False))
             fresh.append(worker)

@@ -64,3 +64,18 @@ def test_a_stuck_job_is_waited_for_only_so_long() -> None:
     gate.leave()
     gate.enter()  # the gate is open again
     assert gate.running == 2
+
+
+def test_a_place_alone_can_be_taken_directly_and_waits_for_another() -> None:
+    gate = Gate()
+    assert gate.enter(alone=True)
+    taken: list[bool] = []
+    other = threading.Thread(target=lambda: taken.append(gate.enter(alone=True)))
+    other.start()
+    time.sleep(0.1)
+    assert taken == []  # one suspect at a time, whatever the patience
+    gate.leave(True)
+    other.join(5)
+    assert taken == [True]
+    gate.leave(True)
+    assert not gate.enter() and gate.running == 1

@@ -231,3 +231,26 @@ def test_a_job_whose_worker_died_runs_alone_on_its_next_attempt(runner: JobRunne
 def _exists(runner: JobRunner, message: dict[str, Any]) -> bool:
     with session_scope(runner.db_url) as session:
         return repo.get_job(session, message["id"]) is not None
+
+
+def test_a_second_suspect_is_not_even_claimed_while_the_first_runs_alone(
+    runner: JobRunner,
+) -> None:
+    first, second = _message("fault:wait=0.45"), _message("bystander of a crash")
+    long_ago = utcnow() - timedelta(minutes=1)
+    with session_scope(runner.db_url) as session:
+        for message in (first, second):  # both were running on a worker that died
+            repo.insert_job(session, parse_job(message), inline_limit=1024)
+            states.start(session, message["id"], worker="died", now=long_ago)
+    a, _ = _in_thread(runner, first)
+    deadline = time.monotonic() + 10
+    while _row(runner, first["id"]).attempts < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    b, out = _in_thread(runner, second)
+    time.sleep(0.2)
+    # Were the first to kill this worker, the second would lose no attempt: it holds none here.
+    assert _row(runner, second["id"]).attempts == 1
+    a.join(10)
+    b.join(10)
+    assert out == ["SUCCEEDED"] and _row(runner, second["id"]).attempts == 2
