@@ -123,7 +123,9 @@ def run(
     if not settings.embedded_broker:
         with app.connection_for_write() as connection:
             dead_letter_queue().declare(channel=connection.default_channel)
-        dead_letters = DeadLetterConsumer(app.connection_for_write(), settings)
+        dead_letters = DeadLetterConsumer(
+            app.connection_for_write(), settings, db_retry_seconds=settings.db_retry_seconds
+        )
         dead_letters.start_thread()
 
     worker = app.Worker(

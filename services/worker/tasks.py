@@ -41,10 +41,10 @@ def register(app: Celery, runner: JobRunner) -> Task:
         queue = str(delivery.get("routing_key") or "unknown")
         try:
             return runner.run(message, fallback_id=self.request.id, queue=queue)
-        except TransientError as exc:
-            raise Reject(str(exc), requeue=True) from exc
+        except TransientError as exc:  # its message says it all: no traceback in the log
+            raise Reject(str(exc), requeue=True) from None
         except Poisoned as exc:
-            raise Reject(str(exc), requeue=False) from exc
+            raise Reject(str(exc), requeue=False) from None
         except Exception as exc:  # a bug outside any job: back to the queue, up to its limit
             raise Reject(f"internal error: {exc!r}", requeue=True) from exc
 

@@ -68,6 +68,7 @@ class Pool:
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop(timeout=20)
+        self.workers = [w for w in self.workers if w.alive]
 
 
 @dataclass

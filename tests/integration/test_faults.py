@@ -20,6 +20,8 @@ from shared import attempts
 from shared.db.engine import session_scope
 from shared.jobs import JobView
 from shared.messages import celery_body
+from tests.faults import WORKER_COMMAND
+from tests.helpers import WorkerProcess
 from tests.integration.faultenv import MODEL, SECRET, TASK, FaultEnv, fault_env
 
 
@@ -163,3 +165,36 @@ def test_the_database_password_never_reaches_a_log(faults: FaultEnv) -> None:
     logs = faults.pool.logs()
     assert "worker" in logs and "ready." in logs
     assert SECRET not in logs
+
+
+def test_a_batch_out_of_memory_is_split_and_succeeds(faults: FaultEnv) -> None:
+    faults.pool.ensure(1)
+    texts = ["one", "two", "fault:oom>1", "four", "five"]
+    done = faults.client.wait(_submit(faults, texts).id, timeout=60)
+    assert done.state == "SUCCEEDED" and len(done.result) == 5
+    assert done.result[2] == {"fault": "fault:oom>1"}
+    assert all("label" in r for i, r in enumerate(done.result) if i != 2)
+    assert "out of memory on a batch of 5; retrying as 2 + 3" in faults.pool.logs()
+
+
+def test_a_message_returned_past_the_limit_is_dead_lettered_and_redriven(
+    faults: FaultEnv, tmp_path: Path
+) -> None:
+    faults.pool.stop()  # one worker that gives up on the database after a second
+    impatient = WorkerProcess(
+        queues=["nlp"],
+        env={**faults.env, "PIPEQ_DB_RETRY_SECONDS": "1"},
+        log=tmp_path / "impatient.log",
+        extra=["--name", "impatient@pipeq-tests"],
+        command=WORKER_COMMAND,
+    ).start(timeout=180)
+    try:
+        with faults.db_proxy.away():
+            job = _submit(faults, "handed back until it is dead-lettered")
+            impatient.wait_for(rf"dead letter {job.id}: database away, handed back", timeout=60)
+        done = faults.client.wait(job.id, timeout=120)
+        log = impatient.log()
+        assert done.state == "SUCCEEDED" and done.attempts == 1, done.error
+        assert f"dead letter {job.id} (job {job.id}, delivery_limit from nlp): redrive" in log
+    finally:
+        impatient.stop()
