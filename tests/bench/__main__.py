@@ -21,6 +21,7 @@ from tests.bench.context import REPO, bench_context
 #: Benchmark parts, in the order they run.
 PARTS = [
     "tests.bench.roundtrip",
+    "tests.bench.delivery",
 ]
 
 
