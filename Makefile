@@ -52,3 +52,8 @@ clean:
 
 bench: install
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+# Private RabbitMQ and PostgreSQL in a scratch folder (never the shared ones);
+# figures to $$PIPEQ_CHAOS_OUT (default .pipeq/chaos.json). CHAOS_ARGS="--jobs 2000".
+chaos: install
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)

@@ -9,9 +9,16 @@
     print(client.wait(job.id).result)
 
 ``submit`` checks the job, inserts its row QUEUED, then publishes the one
-self-contained message (with publisher confirms on RabbitMQ). If the broker
-refuses, the row is failed rather than left queued forever. A job with an
-idempotency key that was seen before is returned as it stands, not sent again.
+self-contained message (with publisher confirms on RabbitMQ: ``submit`` returns
+once the broker has the message on disk). While the broker is away the publish
+is retried for ``PIPEQ_PUBLISH_RETRY_SECONDS``; if it stays away, the row is
+failed rather than left queued forever, and :class:`BrokerUnavailable` raised.
+
+Idempotency keys make a retried submit safe: a job whose key was seen before is
+returned as it stands, not sent again, unless it is still QUEUED, in which case
+its message is published once more (the first publish may have been lost with a
+crash; a second copy is harmless, the worker runs the job once). The same key
+with a different task, model, inputs or parameters is refused.
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from shared import states
 from shared.celery_app import make_app
 from shared.db import repo
 from shared.db.engine import session_scope
-from shared.errors import BrokerUnavailable, InvalidInput, JobNotFound, translating
+from shared.errors import BrokerUnavailable, InvalidInput, InvalidJob, JobNotFound, translating
 from shared.jobs import TASK_NAME, JobRequest, JobView, parse_job
+from shared.messages import check_json
 from shared.settings import Settings, get_settings
 from shared.states import State
 
@@ -71,6 +79,7 @@ class Client:
             "idempotency_key": idempotency_key,
             "id": job_id,
         }
+        check_json(raw)
         return self.submit_request(parse_job(raw))
 
     def submit_request(self, request: JobRequest, *, tenant: str | None = None) -> JobView:
@@ -89,7 +98,10 @@ class Client:
             )
         existing = self._insert(request, tenant)
         if existing is not None:
-            return existing
+            if existing.state != State.QUEUED:
+                return existing
+            request = request.model_copy(update={"id": existing.id})
+            message = request.model_dump(mode="json", exclude_none=True)
         try:
             self.publish(message, request)
         except BrokerUnavailable as exc:
@@ -107,7 +119,7 @@ class Client:
         try:
             with session_scope(self._db) as session:
                 if key and (found := repo.find_by_idempotency_key(session, key)):
-                    return repo.to_view(found)
+                    return _same_job(found, request)
                 repo.insert_job(session, request, inline_limit=limit, tenant=tenant)
         except IntegrityError:
             if key is None:
@@ -116,7 +128,7 @@ class Client:
                 found = repo.find_by_idempotency_key(session, key)
                 if found is None:
                     raise
-                return repo.to_view(found)
+                return _same_job(found, request)
         return None
 
     def publish(self, message: dict[str, Any], request: JobRequest) -> None:
@@ -129,7 +141,14 @@ class Client:
                 queue=request.queue,
                 routing_key=request.queue,
                 priority=request.priority,
+                retry=True,
+                retry_policy=retry_policy(self.settings.publish_retry_seconds),
             )
+
+    def publish_message(self, message: dict[str, Any]) -> None:
+        """Publish a job message as it stands (a requeue from the stale sweep, say)."""
+        request = parse_job(message)
+        self.publish(request.model_dump(mode="json", exclude_none=True), request)
 
     def get(self, job_id: str) -> JobView:
         with session_scope(self._db) as session:
@@ -176,3 +195,36 @@ class Client:
             if states.cancel(session, job_id) is None:
                 raise JobNotFound(f"no job {job_id!r}")
         return self.get(job_id)
+
+
+def retry_policy(seconds: float) -> dict[str, float]:
+    """kombu's retry policy for about ``seconds`` of retrying (0.5 s, 1 s, ... then 2 s apart)."""
+    start, step, most = 0.5, 0.5, 2.0
+    retries, waited, interval = 0, 0.0, start
+    while waited < seconds:
+        waited += interval
+        interval = min(interval + step, most)
+        retries += 1
+    return {
+        "max_retries": retries,
+        "interval_start": start,
+        "interval_step": step,
+        "interval_max": most,
+    }
+
+
+def _same_job(found: Any, request: JobRequest) -> JobView:
+    """The job ``found`` by the request's idempotency key, if it is the same job."""
+    digest, _size = repo.digest(request.inputs)
+    same = (
+        found.task == request.task
+        and found.model == request.model
+        and found.inputs_digest == digest
+        and (found.params or {}) == request.params
+    )
+    if not same:
+        raise InvalidJob(
+            f"idempotency key {request.idempotency_key!r} was used for job {found.id} with "
+            "another task, model, inputs or parameters"
+        )
+    return repo.to_view(found)

@@ -4,6 +4,11 @@ Every process builds its :class:`Settings` through :func:`get_settings`, which
 reads ``PIPEQ_*`` variables once, on first call, never at import time. Tests and
 the CLI that change the environment call ``get_settings.cache_clear()``.
 
+Secrets (the two URLs, which carry passwords) may come from files instead:
+``PIPEQ_DATABASE_URL_FILE`` and ``PIPEQ_BROKER_URL_FILE`` name a file whose
+content is the URL (Docker and Kubernetes secrets are mounted so). Either
+way they are kept out of ``repr`` and logged only through :func:`redact_url`.
+
 With nothing set, pipeq runs embedded under ``PIPEQ_HOME`` (default ``./.pipeq``):
 a SQLite database and kombu's filesystem transport, both of which work across
 processes on one host. Set ``PIPEQ_BROKER_URL=amqp://...`` and
@@ -19,13 +24,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import ByteSize, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    ByteSize,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.durations import parse_duration
 
 EMBEDDED_BROKER = "filesystem://"
 _ZERO = timedelta(0)
+
+#: Seconds a job may run, per queue (a task name as key overrides its queue's).
+DEFAULT_TIME_LIMITS: dict[str, float] = {
+    "nlp": 300.0,
+    "vision": 300.0,
+    "audio": 900.0,
+    "train": 12 * 3600.0,
+}
 
 
 class Settings(BaseSettings):
@@ -88,6 +108,26 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(8, ge=1)
     webhook_timeout_seconds: float = Field(10.0, gt=0)
 
+    # Delivery and faults (README, "Reliability").
+    database_url_file: Path | None = Field(None, description="File holding the database URL.")
+    broker_url_file: Path | None = Field(None, description="File holding the broker URL.")
+    heartbeat_seconds: float = Field(
+        10.0, gt=0, description="How often a worker stamps the jobs it runs."
+    )
+    lease_seconds: float = Field(
+        30.0, gt=0, description="A RUNNING job silent this long may be taken over by a redelivery."
+    )
+    time_limits: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_TIME_LIMITS),
+        description="Seconds per queue or task; merged over the defaults.",
+    )
+    db_retry_seconds: float = Field(
+        300.0, ge=0, description="How long a worker retries a state write before handing back."
+    )
+    publish_retry_seconds: float = Field(
+        30.0, ge=0, description="How long a producer retries a publish while the broker is away."
+    )
+
     @field_validator("log_level")
     @classmethod
     def _upper_level(cls, value: str) -> str:
@@ -120,6 +160,38 @@ class Settings(BaseSettings):
         if value and not value.startswith(("sqlite", "postgresql")):
             raise ValueError("PIPEQ_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL")
         return value
+
+    @field_validator("time_limits")
+    @classmethod
+    def _positive_limits(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, seconds in value.items():
+            if not seconds > 0:
+                raise ValueError(f"time limit of {key!r} must be > 0 seconds")
+        return {**DEFAULT_TIME_LIMITS, **value}
+
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> Settings:
+        for name in ("database_url", "broker_url"):
+            path: Path | None = getattr(self, f"{name}_file")
+            if path is None:
+                continue
+            if getattr(self, name):
+                raise ValueError(f"set PIPEQ_{name.upper()} or PIPEQ_{name.upper()}_FILE, not both")
+            try:
+                value = path.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"PIPEQ_{name.upper()}_FILE: cannot read {path}: {exc}") from None
+            setattr(self, name, value)
+        Settings._known_database(self.database_url)
+        return self
+
+    def time_limit(self, task: str, queue: str) -> float:
+        """Seconds a job of ``task`` (on ``queue``) may run."""
+        return (
+            self.time_limits.get(task)
+            or self.time_limits.get(queue)
+            or max(DEFAULT_TIME_LIMITS.values())
+        )
 
     # Derived locations. They are properties, not fields, so that changing
     # PIPEQ_HOME moves all of them at once.

@@ -5,7 +5,7 @@
     QUEUED ──start──> RUNNING ──succeed──> SUCCEEDED
       │                 │ ├────fail─────> FAILED
       │                 │ └───cancel────> CANCELLED
-      │                 └──requeue──> QUEUED   (its worker died; beat puts it back)
+      │                 └──requeue──> QUEUED   (its worker died; the sweep puts it back)
       ├────fail───────> FAILED      (dead-lettered, or never runnable)
       └────cancel─────> CANCELLED
 
@@ -17,17 +17,26 @@ on one job cannot both win: the loser's update touches no row, and it learns
 that it lost. That is what makes a redelivered message for a finished job a
 no-op, and a job's result written once.
 
+Leases: :func:`start` gives the claiming attempt a fresh ``lease``. A worker
+passes it to :func:`heartbeat` and to the terminal writes, which then touch the
+row only while that attempt still holds it. With ``stale_after``, a RUNNING job
+is taken over only once its heartbeat is older than that; a second delivery of
+a job that a live worker is running learns :attr:`Outcome.BUSY` instead, so two
+live workers never run one job side by side.
+
 Functions take the caller's session and never commit.
 """
 
 from __future__ import annotations
 
 import enum
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.models import Job, utcnow
@@ -62,7 +71,9 @@ class Outcome(enum.Enum):
 
     STARTED = "started"
     FINISHED = "finished"  # already terminal: ack the message, do nothing
+    BUSY = "busy"  # RUNNING under a live attempt's lease: wait, do not run it twice
     MISSING = "missing"
+    CONFLICT = "conflict"  # the message does not match its job's row: nothing done
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,16 @@ class Started:
     outcome: Outcome
     attempt: int = 0
     state: State | None = None
+    lease: str | None = None
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What a worker reads back about a job it holds (see :func:`holdings`)."""
+
+    state: State
+    lease: str | None
+    cancel_requested: bool
 
 
 def can_move(source: State, target: State) -> bool:
@@ -77,7 +98,13 @@ def can_move(source: State, target: State) -> bool:
 
 
 def _move(
-    session: Session, job_id: str, target: State, *, only_from: State | None = None, **values: Any
+    session: Session,
+    job_id: str,
+    target: State,
+    *,
+    only_from: State | None = None,
+    held_by: str | None = None,
+    **values: Any,
 ) -> bool:
     sources = {only_from} if only_from else SOURCES[target]
     if not sources <= SOURCES[target]:
@@ -92,6 +119,8 @@ def _move(
         .values(state=target.value, **values)
         .execution_options(synchronize_session=False)
     )
+    if held_by is not None:
+        statement = statement.where(Job.lease == held_by)
     result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
     return result.rowcount == 1
 
@@ -101,37 +130,80 @@ def current(session: Session, job_id: str) -> State | None:
     return State(state) if state else None
 
 
-def start(session: Session, job_id: str, *, worker: str) -> Started:
-    """Claim a job for ``worker``: QUEUED or (redelivered) RUNNING becomes RUNNING."""
-    now = utcnow()
-    moved = _move(
-        session,
-        job_id,
-        State.RUNNING,
-        worker=worker,
-        attempts=Job.attempts + 1,
-        started_at=now,
-        heartbeat_at=now,
+def start(
+    session: Session,
+    job_id: str,
+    *,
+    worker: str,
+    lease: str | None = None,
+    stale_after: timedelta | None = None,
+    now: datetime | None = None,
+) -> Started:
+    """Claim a job for ``worker`` under a new lease: QUEUED (or RUNNING) becomes RUNNING.
+
+    Without ``stale_after`` a RUNNING job is always taken over (a redelivery after
+    its worker died); with it, only once its heartbeat is older than that, and
+    otherwise the answer is :attr:`Outcome.BUSY`.
+    """
+    now = now or utcnow()
+    lease = lease or str(uuid.uuid4())
+    takeover = Job.state == State.RUNNING.value
+    if stale_after is not None:
+        takeover = takeover & or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < now - stale_after)
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, or_(Job.state == State.QUEUED.value, takeover))
+        .values(
+            state=State.RUNNING.value,
+            worker=worker,
+            lease=lease,
+            attempts=Job.attempts + 1,
+            started_at=now,
+            heartbeat_at=now,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
     )
-    if moved:
+    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+    if result.rowcount == 1:
         attempt = session.scalar(select(Job.attempts).where(Job.id == job_id)) or 1
-        return Started(Outcome.STARTED, attempt=attempt, state=State.RUNNING)
+        return Started(Outcome.STARTED, attempt=attempt, state=State.RUNNING, lease=lease)
     state = current(session, job_id)
     if state is None:
         return Started(Outcome.MISSING)
+    if state is State.RUNNING:
+        return Started(Outcome.BUSY, state=state)
     return Started(Outcome.FINISHED, state=state)
 
 
-def succeed(session: Session, job_id: str, result: Any) -> bool:
-    """RUNNING -> SUCCEEDED with ``result``; False if the job was no longer running."""
+def succeed(session: Session, job_id: str, result: Any, *, lease: str | None = None) -> bool:
+    """RUNNING -> SUCCEEDED with ``result``; False if the job was no longer running.
+
+    With ``lease``, only while that attempt still holds the job.
+    """
     return _move(
-        session, job_id, State.SUCCEEDED, result=result, error_type=None, error_message=None
+        session,
+        job_id,
+        State.SUCCEEDED,
+        held_by=lease,
+        result=result,
+        error_type=None,
+        error_message=None,
     )
 
 
-def fail(session: Session, job_id: str, *, error_type: str, message: str) -> bool:
-    """QUEUED or RUNNING -> FAILED with a reason a user can read."""
-    return _move(session, job_id, State.FAILED, error_type=error_type, error_message=message)
+def fail(
+    session: Session, job_id: str, *, error_type: str, message: str, lease: str | None = None
+) -> bool:
+    """QUEUED or RUNNING -> FAILED with a reason a user can read (``lease``: as in succeed)."""
+    return _move(
+        session,
+        job_id,
+        State.FAILED,
+        held_by=lease,
+        error_type=error_type[:64],
+        error_message=message,
+    )
 
 
 def cancel(session: Session, job_id: str) -> State | None:
@@ -157,17 +229,28 @@ def cancel(session: Session, job_id: str) -> State | None:
     return current(session, job_id)
 
 
-def finish_cancelled(session: Session, job_id: str) -> bool:
+def finish_cancelled(session: Session, job_id: str, *, lease: str | None = None) -> bool:
     """RUNNING -> CANCELLED, once the worker has stopped the job."""
     return _move(
-        session, job_id, State.CANCELLED, error_type="cancelled", error_message="cancelled by user"
+        session,
+        job_id,
+        State.CANCELLED,
+        held_by=lease,
+        error_type="cancelled",
+        error_message="cancelled by user",
     )
 
 
 def requeue(session: Session, job_id: str, *, reason: str) -> bool:
     """RUNNING -> QUEUED, for a job whose worker vanished; the caller republishes it."""
     return _move(
-        session, job_id, State.QUEUED, worker=None, heartbeat_at=None, error_message=reason
+        session,
+        job_id,
+        State.QUEUED,
+        worker=None,
+        lease=None,
+        heartbeat_at=None,
+        error_message=reason,
     )
 
 
@@ -181,8 +264,12 @@ def heartbeat(
     *,
     progress: dict[str, Any] | None = None,
     at: datetime | None = None,
+    lease: str | None = None,
 ) -> bool:
-    """Mark a running job alive (and record its progress); False once it is not running."""
+    """Mark a running job alive (and record its progress); False once it is not running.
+
+    With ``lease``, only while that attempt still holds the job.
+    """
     values: dict[str, Any] = {"heartbeat_at": at or utcnow(), "updated_at": at or utcnow()}
     if progress is not None:
         values["progress"] = progress
@@ -192,5 +279,20 @@ def heartbeat(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
+    if lease is not None:
+        statement = statement.where(Job.lease == lease)
     result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
     return result.rowcount == 1
+
+
+def holdings(session: Session, job_ids: Iterable[str]) -> dict[str, Holding]:
+    """State, lease and cancel flag of ``job_ids``: what a worker checks for jobs in hand."""
+    ids = list(job_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Job.id, Job.state, Job.lease, Job.cancel_requested).where(Job.id.in_(ids))
+    )
+    return {
+        row.id: Holding(State(row.state), row.lease, bool(row.cancel_requested)) for row in rows
+    }

@@ -1,7 +1,8 @@
 """Shared fixtures: tiers marked by folder, tiny models built once per session.
 
 Tiers: ``tests/unit`` (no servers), ``tests/integration`` (real RabbitMQ,
-PostgreSQL and worker processes), ``tests/e2e`` (the CLI as a user drives it).
+PostgreSQL and worker processes), ``tests/e2e`` (the CLI as a user drives it),
+``tests/chaos`` (private servers killed and restarted under load).
 Run one tier with ``pytest tests/unit`` or ``-m unit``.
 """
 
@@ -18,7 +19,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-TIERS = ("unit", "integration", "e2e")
+TIERS = ("unit", "integration", "e2e", "chaos")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

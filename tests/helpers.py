@@ -35,17 +35,25 @@ class WorkerProcess:
     """A real ``pipeq worker`` subprocess, with its log in a file."""
 
     def __init__(
-        self, *, queues: list[str], env: dict[str, str], log: Path, extra: list[str] | None = None
+        self,
+        *,
+        queues: list[str],
+        env: dict[str, str],
+        log: Path,
+        extra: list[str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.queues = queues
         self.env = env
         self.log_path = log
         self.extra = extra or []
+        # ``python -m tests.faults`` runs the same worker with fault-injecting handlers.
+        self.command = command or [*PIPEQ, "worker"]
         self.process: subprocess.Popen[bytes] | None = None
         self._offset = 0
 
-    def start(self, *, timeout: float = 120) -> WorkerProcess:
-        args = [*PIPEQ, "worker", "--device", "cpu", *self.extra]
+    def start(self, *, timeout: float = 120, wait: bool = True) -> WorkerProcess:
+        args = [*self.command, "--device", "cpu", *self.extra]
         for queue in self.queues:
             args += ["--queue", queue]
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -58,7 +66,8 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.wait_for(r" ready\.", timeout=timeout)
+        if wait:
+            self.wait_for(r" ready\.", timeout=timeout)
         return self
 
     def log(self) -> str:

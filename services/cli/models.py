@@ -1,7 +1,7 @@
 """``pipeq models``: the registry, what workers hold, and whether each model works.
 
 - ``list`` reads the registry (no torch) and asks running workers what they hold
-  (Celery remote control, see :mod:`services.worker.control`), so it shows memory
+  (Celery remote control, see :mod:`services.worker.inventory`), so it shows memory
   for loaded models without touching one.
 - ``check`` loads models in this process, runs one input through each, and
   reports load time and memory; it pins ``--device`` before torch is imported.
@@ -32,7 +32,7 @@ def models() -> None:
 
 def ask_workers(settings: Settings, timeout: float) -> dict[str, dict[str, Any]]:
     """Worker name -> its inventory, from the workers that answer within ``timeout``."""
-    from services.worker.control import COMMAND
+    from services.worker.inventory import COMMAND
     from shared.celery_app import make_app
 
     app = make_app(settings)

@@ -1,11 +1,12 @@
-"""Celery's consumer, with one change: a message that cannot be decoded fails its job.
+"""Celery's consumer, with one change: a message that cannot be run fails its job.
 
-Stock Celery logs an undecodable message (not JSON) and acks it, and rejects one
-of a refused content type (pickle) without a trace in the database: either way
-the job would vanish. Here, if the message's
-headers carry a task id, its row ends FAILED with the reason; then the message
-is rejected without requeue, so RabbitMQ moves it to the dead-letter queue.
-Nothing is ever unpickled: the body is not decoded again.
+Stock Celery logs an undecodable message (not JSON) and acks it, rejects one of
+a refused content type (pickle), one that names a task this worker does not
+know, and one with no task header, all without a trace in the database: the
+job would vanish.
+Here, if the message's headers carry a task id, its row ends FAILED with the
+reason; then the message is rejected without requeue, so RabbitMQ moves it to
+the dead-letter queue. Nothing is ever unpickled: the body is not decoded again.
 
 It also leaves out Celery's native delayed delivery (see ``Blueprint``).
 """
@@ -19,6 +20,8 @@ from celery.worker.consumer import Consumer
 
 from services.worker.runner import job_id_of
 from shared.errors import InvalidJob
+from shared.jobs import TASK_NAME
+from shared.messages import read_body
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +42,32 @@ class JobConsumer(Consumer):  # type: ignore[misc]
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
         self._refuse(message, exc)
 
-    def _refuse(self, message: Any, exc: Exception) -> None:
+    def on_unknown_message(self, body: Any, message: Any) -> None:
+        reason = "message refused: it has no task header; pipeq job messages name 'pipeq.run_job'"
+        job, _problem = read_body(message.body, message.content_type)
+        task_id = job_id_of(job, "") if isinstance(job, dict) and job.get("id") else None
+        self._refuse(message, None, reason=reason, task_id=task_id)
+
+    def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
+        name = str((message.headers or {}).get("task"))[:100]
+        reason = f"message refused: unknown task name {name!r}; pipeq workers run {TASK_NAME!r}"
+        self._refuse(message, exc, reason=reason)
+
+    def _refuse(
+        self,
+        message: Any,
+        exc: Exception | None,
+        *,
+        reason: str = "",
+        task_id: str | None = None,
+    ) -> None:
         headers = message.headers or {}
-        task_id = headers.get("id")
-        reason = (
+        task_id = task_id or headers.get("id")
+        reason = reason or (
             f"message refused: content type {message.content_type!r} could not be "
             f"decoded as JSON ({type(exc).__name__}); pipeq accepts JSON only"
         )
-        log.error("undecodable message (task id %s): %s", task_id, reason)
+        log.error("refused message (task id %s): %s", task_id, reason)
         runner = getattr(self.app, "pipeq_runner", None)
         if isinstance(task_id, str) and runner is not None:
             queue = str((message.delivery_info or {}).get("routing_key") or "unknown")
@@ -54,4 +75,4 @@ class JobConsumer(Consumer):  # type: ignore[misc]
                 runner.reject(job_id_of(None, task_id), {}, InvalidJob(reason), queue=queue)
             except Exception:
                 log.exception("could not record the refused message %s", task_id)
-        message.reject(requeue=False)
+        message.reject_log_error(log, self.connection_errors, requeue=False)

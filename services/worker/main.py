@@ -6,6 +6,11 @@ for the worker's queues, once, in the one process that will serve them, and
 hands jobs to a thread pool: there is no fork after torch (and CUDA) load.
 SIGTERM is Celery's warm shutdown: jobs in hand finish, and prefetched
 messages, unacked, go back to the broker.
+
+Beside Celery's own threads the worker runs two of pipeq's: the supervisor
+(heartbeats, cancellations and time limits of the jobs in hand) and, on
+RabbitMQ, the consumer of the dead-letter queue (see
+``shared.deadletter_consumer`` for why it lives in every worker).
 """
 
 from __future__ import annotations
@@ -15,14 +20,19 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Callable
+from typing import Any
 
-from services.worker.control import serve_inventory
 from services.worker.device import Placement
+from services.worker.handlers import Handler, handler_for
+from services.worker.inventory import serve_inventory
 from services.worker.memory import mib, rss_bytes
 from services.worker.registry import Models
 from services.worker.runner import JobRunner
-from services.worker.tasks import register
+from services.worker.supervisor import Supervisor
+from services.worker.tasks import only_pipeq, register
 from shared.celery_app import make_app
+from shared.deadletter_consumer import DeadLetterConsumer
 from shared.logs import configure_logging
 from shared.queues import dead_letter_queue
 from shared.registry import load_registry
@@ -52,8 +62,13 @@ def run(
     name: str | None = None,
     settings: Settings | None = None,
     memory_budget: int | None = None,
+    handlers: Callable[[str], Handler[Any]] = handler_for,
 ) -> int:
-    """Serve ``queues`` until shut down; returns the process exit code."""
+    """Serve ``queues`` until shut down; returns the process exit code.
+
+    ``handlers`` is the seam through which tests run the real worker with
+    fault-injecting handlers (``tests/faults.py``).
+    """
     for key, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     # Containers often run as root; Celery's warning about it is noise there.
@@ -101,13 +116,24 @@ def run(
 
     app = make_app(settings, prefetch_multiplier=prefetch_multiplier)
     app.conf.worker_consumer = "services.worker.consumer:JobConsumer"
-    runner = JobRunner(models, worker=hostname, settings=settings)
+    supervisor = Supervisor(
+        db_url=settings.resolved_database_url, heartbeat_seconds=settings.heartbeat_seconds
+    ).start()
+    runner = JobRunner(
+        models, worker=hostname, settings=settings, handlers=handlers, supervisor=supervisor
+    )
     app.pipeq_runner = runner
     serve_inventory(models)
     register(app, runner)
+    only_pipeq(app)
+    dead_letters = None
     if not settings.embedded_broker:
         with app.connection_for_write() as connection:
             dead_letter_queue().declare(channel=connection.default_channel)
+        dead_letters = DeadLetterConsumer(
+            app.connection_for_write(), settings, db_retry_seconds=settings.db_retry_seconds
+        )
+        dead_letters.start_thread()
 
     worker = app.Worker(
         hostname=hostname,
@@ -119,5 +145,14 @@ def run(
         without_gossip=True,
         without_mingle=True,
     )
-    worker.start()
+    # Celery warns, on every lost connection, that it may one day cancel running late-ack
+    # tasks. Threads cannot be cancelled; a redelivered copy waits on the job's lease instead.
+    # (Set here: building the worker resets Celery's warning filters.)
+    warnings.filterwarnings("ignore", message=r"(?s).*on connection loss cancels all")
+    try:
+        worker.start()
+    finally:
+        supervisor.close()
+        if dead_letters is not None:
+            dead_letters.stop()
     return int(worker.exitcode or 0)

@@ -4,13 +4,20 @@
 
     message -> parse_job ──invalid──> row FAILED (created if the producer had no DB)
                   │
-                  └─> ensure row, start (QUEUED/RUNNING -> RUNNING)
+                  └─> claim: ensure row, start under a new lease
                          ├─ already terminal (a redelivery): nothing runs; ack
-                         └─ handler: params -> decode -> predict -> encode
+                         ├─ BUSY (a live worker runs it): wait until it ends or falls silent
+                         ├─ claimed more than DELIVERY_LIMIT times: poison; FAILED, dead-lettered
+                         ├─ claimed before (its worker died): runs alone (gate.py)
+                         └─ handler: params -> decode -> predict (halved on OOM) -> encode
                                 ├─ ok ──────────> SUCCEEDED with the result
-                                ├─ JobError ────> FAILED with its message
+                                ├─ JobError ────> FAILED with its message (timeout too)
+                                ├─ cancelled ───> CANCELLED
+                                ├─ superseded ──> nothing written: the job is not ours now
                                 └─ a bug ───────> FAILED "internal error", worker goes on
 
+Every terminal write holds the attempt's lease, so a result is written once and
+only by the attempt that owns the job; the attempt log records how each ended.
 Database writes are retried with backoff while the database is away; if it stays
 away past ``db_retry_seconds`` the runner raises :class:`DatabaseUnavailable` and
 the task hands the message back to the broker unacked.
@@ -18,40 +25,89 @@ the task hands the message back to the broker unacked.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from services.worker.handlers import handler_for
-from services.worker.registry import Models
+from services.worker.control import JobControl, Superseded, running
+from services.worker.gate import Gate
+from services.worker.handlers import Handler, Loaded, handler_for
+from services.worker.oom import predict_splitting, release_cuda_cache
+from services.worker.rows import Rows, job_id_of
+from services.worker.supervisor import Supervisor
 from shared import states
-from shared.db import repo
-from shared.db.engine import session_scope
-from shared.errors import DatabaseUnavailable, InvalidInput, JobError, PipeqError
+from shared.attempts import Ending
+from shared.errors import (
+    InvalidInput,
+    JobCancelled,
+    JobError,
+    JobTimeout,
+    PipeqError,
+    TransientError,
+)
 from shared.jobs import JobRequest, parse_job
+from shared.messages import check_json
+from shared.queues import DELIVERY_LIMIT
+from shared.registry import ModelSpec
 from shared.settings import Settings
-from shared.states import Outcome
+from shared.states import Outcome, State
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+
+__all__ = ["JobRunner", "ModelSource", "Poisoned", "job_id_of"]
+
+#: A job claimed more often than this never finished any attempt: its message kills workers.
+POISON_AFTER = DELIVERY_LIMIT
+
+
+class Poisoned(JobError):
+    """The job's message killed its worker every time; the task dead-letters it."""
+
+    code = "poison"
+
+
+class ModelSource(Protocol):
+    """What the runner needs of :class:`services.worker.registry.Models`."""
+
+    def spec(self, alias: str) -> ModelSpec: ...
+
+    def get(self, alias: str) -> Loaded: ...
 
 
 class JobRunner:
-    """Runs job messages against this worker's :class:`Models`."""
+    """Runs job messages against this worker's models."""
 
     def __init__(
-        self, models: Models, *, worker: str, settings: Settings, db_retry_seconds: float = 300.0
+        self,
+        models: ModelSource,
+        *,
+        worker: str,
+        settings: Settings,
+        db_retry_seconds: float | None = None,
+        handlers: Callable[[str], Handler[Any]] = handler_for,
+        supervisor: Supervisor | None = None,
+        release_memory: Callable[[], None] = release_cuda_cache,
+        wait: Callable[[float], None] = time.sleep,
+        gate: Gate | None = None,
     ) -> None:
         self.models = models
         self.worker = worker
         self.settings = settings
         self.db_url = settings.resolved_database_url
-        self.db_retry_seconds = db_retry_seconds
+        retry = settings.db_retry_seconds if db_retry_seconds is None else db_retry_seconds
+        self.rows = Rows(self.db_url, worker=worker, settings=settings, retry_seconds=retry)
+        self.handlers = handlers
+        self.supervisor = supervisor or Supervisor(
+            db_url=self.db_url, heartbeat_seconds=settings.heartbeat_seconds
+        )
+        self.release_memory = release_memory
+        self._wait = wait
+        self.gate = gate or Gate()
 
     # -- the lifecycle ---------------------------------------------------------------
 
@@ -62,8 +118,8 @@ class JobRunner:
             request = self.parse(raw, job_id)
         except JobError as exc:
             self.reject(job_id, raw, exc, queue=queue)
-            return states.State.FAILED.value
-        started = self.persist(lambda session: self._claim(session, request))
+            return State.FAILED.value
+        started, isolated = self.claim(request)
         if started.outcome is not Outcome.STARTED:
             log.info(
                 "job %s: %s (%s), not run again",
@@ -73,15 +129,58 @@ class JobRunner:
                 extra={"job_id": job_id},
             )
             return started.state.value if started.state else started.outcome.value
+        try:
+            return self._run_started(request, started, isolated=isolated)
+        finally:
+            self.gate.leave(isolated)
+
+    def _run_started(self, request: JobRequest, started: states.Started, *, isolated: bool) -> str:
+        job_id, lease = request.id or "", started.lease or ""
+        if started.attempt > POISON_AFTER:
+            message = (
+                f"poison message: started {started.attempt - 1} times and each time its worker "
+                "stopped before the job ended (killed, crashed or out of memory); not run again"
+            )
+            self.rows.finish(job_id, lease, Ending.POISON, code="poison", message=message)
+            raise Poisoned(message)
+        limit = self.settings.time_limit(request.task, request.queue)
+        control = JobControl(job_id, lease, time_limit=limit)
+        # A job claimed before runs alone (gate.py); found out only now (a race): isolate now.
+        late = started.attempt > 1 and not isolated
+        alone = self.gate.alone(job_id) if late else contextlib.nullcontext()
+        with self.supervisor.holding(control), alone, running(control):
+            control.begin()
+            try:
+                return self._run_claimed(request, control)
+            except TransientError:
+                raise
+            except Exception as exc:  # recording the outcome failed, not for the DB being away
+                log.exception("job %s: could not record its outcome", job_id)
+                message = f"internal error while recording the outcome: {type(exc).__name__}"
+                return self.rows.finish(
+                    job_id, lease, Ending.FAILED, code="internal_error", message=message
+                )
+
+    def _run_claimed(self, request: JobRequest, control: JobControl) -> str:
+        job_id, lease = control.job_id, control.lease
         begun = time.perf_counter()
         try:
-            result = self.execute(request)
+            result = self.execute(request, control)
+            control.finish()  # no time limit on writing the outcome (the DB may be away)
+        except JobCancelled:
+            return self.rows.finish(job_id, lease, Ending.CANCELLED)
+        except Superseded as exc:
+            log.warning("job %s: %s", job_id, exc, extra={"job_id": job_id})
+            return self.rows.finish(job_id, lease, Ending.SUPERSEDED)
+        except JobTimeout as exc:
+            return self.rows.finish(job_id, lease, Ending.TIMEOUT, code=exc.code, message=str(exc))
         except JobError as exc:
-            return self.finish_failed(job_id, exc.code, str(exc))
+            return self.rows.finish(job_id, lease, Ending.FAILED, code=exc.code, message=str(exc))
         except Exception as exc:  # a bug: fail the job, keep the worker
             log.exception("job %s: internal error", job_id, extra={"job_id": job_id})
-            return self.finish_failed(
-                job_id, "internal_error", f"internal error: {type(exc).__name__}: {exc}"
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            return self.rows.finish(
+                job_id, lease, Ending.FAILED, code="internal_error", message=message
             )
         log.info(
             "job %s: %s on %s in %.1f ms",
@@ -91,10 +190,11 @@ class JobRunner:
             (time.perf_counter() - begun) * 1000,
             extra={"job_id": job_id},
         )
-        return self.finish_succeeded(job_id, result)
+        return self.rows.finish(job_id, lease, Ending.SUCCEEDED, result=result)
 
     def parse(self, raw: Any, job_id: str) -> JobRequest:
-        size = len(json.dumps(raw, default=repr).encode())
+        check_json(raw)
+        size = self.rows.size_of(raw)
         if size > self.settings.max_message_bytes:
             raise InvalidInput(
                 f"job is {size} bytes; the limit is {self.settings.max_message_bytes}"
@@ -103,87 +203,75 @@ class JobRunner:
             raw = {**raw, "id": job_id}
         return parse_job(raw)
 
-    def execute(self, request: JobRequest) -> Any:
+    def claim(self, request: JobRequest) -> tuple[states.Started, bool]:
+        """Claim the job; while a live worker runs it (BUSY), wait for it to end or go silent.
+
+        A STARTED claim returns holding a place in :attr:`gate`, exclusive (True) for a job
+        claimed before; the caller gives it back with ``gate.leave``.
+        """
+        job_id = request.id or ""
+        patience = self.settings.time_limit(request.task, request.queue)
+        give_up = time.monotonic() + patience + 2 * self.settings.lease_seconds
+        poll = max(0.2, min(self.settings.lease_seconds / 6, 5.0))
+        stale_after = timedelta(seconds=self.settings.lease_seconds)
+        logged = False
+        while True:
+            suspect = self.rows.claimed_before(job_id, stale_after=stale_after)
+            isolated = self.gate.enter(alone=suspect, job_id=job_id)
+            try:
+                started = self.rows.claim(request, stale_after=stale_after)
+            except BaseException:
+                self.gate.leave(isolated)
+                raise
+            if started.outcome is Outcome.STARTED:
+                return started, isolated
+            self.gate.leave(isolated)
+            if started.outcome is not Outcome.BUSY:
+                return started, False
+            if time.monotonic() > give_up:
+                raise TransientError(f"job {job_id} is still held by a live worker")
+            if not logged:
+                log.info(
+                    "job %s: running under another live attempt; waiting for it to end "
+                    "or fall silent",
+                    job_id,
+                    extra={"job_id": job_id},
+                )
+                logged = True
+            self._wait(poll)
+
+    def execute(self, request: JobRequest, control: JobControl | None = None) -> Any:
         """Run the handler for ``request`` (no database, no Celery)."""
-        handler = handler_for(request.task)
+        control = control or JobControl(request.id or "", "")
+        handler = self.handlers(request.task)
         spec = self.models.spec(request.model)
         if spec.task != request.task:
             raise InvalidInput(f"model {request.model!r} serves {spec.task}, not {request.task}")
         params = handler.params(spec, request.params)
         items, batched = handler.decode(request.inputs, params)
+        control.check()
         loaded = self.models.get(request.model)
-        outputs = handler.predict(loaded, items, params)
+        outputs = predict_splitting(
+            lambda part: handler.predict(loaded, part, params),
+            items,
+            release=self.release_memory,
+            check=control.check,
+            job_id=control.job_id,
+        )
+        control.check()
         return handler.encode(outputs, params, batched)
 
-    # -- rows ------------------------------------------------------------------------
-
-    def _claim(self, session: Session, request: JobRequest) -> states.Started:
-        repo.ensure_job(session, request, inline_limit=self.settings.inline_inputs_bytes)
-        return states.start(session, request.id or "", worker=self.worker)
+    # -- rows (kept as methods: the consumer and the tests call them) ------------------
 
     def reject(self, job_id: str, raw: Any, exc: PipeqError, *, queue: str) -> None:
         """Fail a message that never became a valid job, creating its row if needed."""
-        log.warning("job %s: refused: %s", job_id, exc, extra={"job_id": job_id})
+        self.rows.reject(job_id, raw, exc, queue=queue)
 
-        def write(session: Session) -> None:
-            repo.ensure_raw_job(
-                session,
-                job_id=job_id,
-                raw=raw,
-                queue=queue,
-                inline_limit=self.settings.inline_inputs_bytes,
-            )
-            states.fail(session, job_id, error_type=exc.code, message=str(exc))
-
-        self.persist(write)
-
-    def finish_succeeded(self, job_id: str, result: Any) -> str:
-        def write(session: Session) -> str:
-            if states.cancel_requested(session, job_id):
-                states.finish_cancelled(session, job_id)
-            elif not states.succeed(session, job_id, result):
-                log.warning(
-                    "job %s finished elsewhere first; result dropped",
-                    job_id,
-                    extra={"job_id": job_id},
-                )
-            return str(states.current(session, job_id))
-
-        return self.persist(write)
+    def finish_succeeded(self, job_id: str, result: Any, *, lease: str | None = None) -> str:
+        return self.rows.finish(job_id, lease, Ending.SUCCEEDED, result=result)
 
     def finish_failed(self, job_id: str, code: str, message: str) -> str:
-        log.info("job %s failed: %s", job_id, message, extra={"job_id": job_id})
+        return self.rows.finish(job_id, None, Ending.FAILED, code=code, message=message)
 
-        def write(session: Session) -> str:
-            states.fail(session, job_id, error_type=code, message=message)
-            return str(states.current(session, job_id))
-
-        return self.persist(write)
-
-    def persist(self, write: Callable[[Session], T]) -> T:
-        """Run ``write`` in a transaction, retrying with backoff while the DB is away."""
-        deadline = time.monotonic() + self.db_retry_seconds
-        delay = 0.2
-        while True:
-            try:
-                with session_scope(self.db_url) as session:
-                    return write(session)
-            except DatabaseUnavailable as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("database unavailable, retrying in %.1f s: %s", delay, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
-
-def job_id_of(raw: Any, fallback: str) -> str:
-    """The job's id: the message's own if it is a UUID, else the Celery task id."""
-    candidate = raw.get("id") if isinstance(raw, dict) else None
-    for value in (candidate, fallback):
-        if isinstance(value, str):
-            try:
-                return str(uuid.UUID(value))
-            except ValueError:
-                continue
-    # A foreign producer's task id that is not a UUID: derive a stable one from it.
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"pipeq:{fallback}"))
+    def persist(self, write: Callable[[Session], Any]) -> Any:
+        return self.rows.persist(write)

@@ -96,6 +96,9 @@ class Job(Base):
     )
     # Set by the gateway: the tenant whose API key submitted the job.
     tenant: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The attempt that holds the job while it runs (a JobAttempt's lease): only its
+    # worker may stamp heartbeats or write the outcome.
+    lease: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_state_updated_at", "state", "updated_at"),
@@ -205,3 +208,24 @@ class WebhookDelivery(Base):
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class JobAttempt(Base):
+    """One claim of a job by a worker, and how it ended: the job's run log.
+
+    ``outcome`` stays NULL while the attempt runs; ``lost`` means its worker died
+    (or fell silent) and another attempt took over; ``superseded`` means it ran
+    to the end but its result was discarded (the job had ended or moved on).
+    """
+
+    __tablename__ = "job_attempts"
+
+    lease: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)

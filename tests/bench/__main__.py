@@ -24,6 +24,7 @@ PARTS = [
     "tests.bench.beat",
     "tests.bench.gateway",
     "tests.bench.models",
+    "tests.bench.delivery",
 ]
 
 

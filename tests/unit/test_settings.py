@@ -49,3 +49,41 @@ def test_passwords_are_redacted() -> None:
 def test_urls_stay_out_of_repr() -> None:
     settings = Settings(broker_url="amqp://u:secret@h//", database_url="postgresql://u:pw@h/x")
     assert "secret" not in repr(settings) and "pw@" not in repr(settings)
+
+
+def test_secrets_come_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db_file, broker_file = tmp_path / "db-url", tmp_path / "broker-url"
+    db_file.write_text("postgresql+psycopg://pipeq:s3cret-db@db/pipeq\n")
+    broker_file.write_text("amqp://pipeq:s3cret-mq@rabbit:5672/pipeq\n")
+    monkeypatch.setenv("PIPEQ_DATABASE_URL_FILE", str(db_file))
+    monkeypatch.setenv("PIPEQ_BROKER_URL_FILE", str(broker_file))
+    settings = Settings()
+    assert settings.resolved_database_url == "postgresql+psycopg://pipeq:s3cret-db@db/pipeq"
+    assert settings.resolved_broker_url == "amqp://pipeq:s3cret-mq@rabbit:5672/pipeq"
+    assert "s3cret" not in repr(settings)
+
+
+def test_a_secret_file_is_checked_like_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPEQ_DATABASE_URL_FILE", str(tmp_path / "absent"))
+    with pytest.raises(ValueError, match="cannot read"):
+        Settings()
+    (tmp_path / "mysql").write_text("mysql://u:p@h/x")
+    monkeypatch.setenv("PIPEQ_DATABASE_URL_FILE", str(tmp_path / "mysql"))
+    with pytest.raises(ValueError, match="sqlite:// or postgresql"):
+        Settings()
+    monkeypatch.setenv("PIPEQ_DATABASE_URL", "sqlite:///x.db")
+    with pytest.raises(ValueError, match="not both"):
+        Settings()
+
+
+def test_time_limits_merge_over_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPEQ_TIME_LIMITS", '{"nlp": 5, "text-generation": 60}')
+    settings = Settings()
+    assert settings.time_limit("text-classification", "nlp") == 5
+    assert settings.time_limit("text-generation", "nlp") == 60
+    assert settings.time_limit("fine-tune", "train") == 12 * 3600
+    monkeypatch.setenv("PIPEQ_TIME_LIMITS", '{"nlp": 0}')
+    with pytest.raises(ValueError, match="must be > 0"):
+        Settings()

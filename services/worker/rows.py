@@ -1,0 +1,192 @@
+"""The runner's database writes: claim, finish, refuse; each retried while the DB is away.
+
+Each write is one transaction that changes the job row through
+:mod:`shared.states` and logs the attempt through :mod:`shared.attempts`, so the
+two never disagree. :meth:`Rows.persist` retries a write with exponential
+backoff (0.2 s doubling to 10 s) for ``retry_seconds``, then raises
+:class:`DatabaseUnavailable`: the task then hands the message back unacked,
+never acks a job whose outcome did not land.
+
+A message whose id names an existing row with other contents (an id reused by
+mistake, or by a hostile producer) is not run and does not touch that row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from shared import attempts, states
+from shared.attempts import Ending
+from shared.db import repo
+from shared.db.engine import session_scope
+from shared.db.models import Job, utcnow
+from shared.errors import DatabaseUnavailable, PipeqError
+from shared.jobs import JobRequest
+from shared.messages import job_id_of, storable
+from shared.settings import Settings
+from shared.states import Outcome, Started, State
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+__all__ = ["Rows", "job_id_of"]
+
+
+class Rows:
+    """Job-row writes for one worker."""
+
+    def __init__(
+        self, db_url: str, *, worker: str, settings: Settings, retry_seconds: float
+    ) -> None:
+        self.db_url = db_url
+        self.worker = worker
+        self.inline_limit = settings.inline_inputs_bytes
+        self.retry_seconds = retry_seconds
+
+    @staticmethod
+    def size_of(raw: Any) -> int:
+        return len(json.dumps(raw, default=repr).encode())
+
+    def claimed_before(self, job_id: str, *, stale_after: timedelta) -> bool:
+        """Whether an earlier attempt of the job died unfinished: a suspect (see gate.py).
+
+        That is a job claimed before and queued again, or running under a lease gone silent
+        (a job running under a live lease is not: its copy will only wait, not run).
+        """
+
+        def read(session: Session) -> bool:
+            job = repo.get_job(session, job_id)
+            if job is None or job.attempts == 0:
+                return False
+            if job.state == State.QUEUED:
+                return True
+            beat = job.heartbeat_at
+            return job.state == State.RUNNING and (beat is None or beat < utcnow() - stale_after)
+
+        return self.persist(read)
+
+    def claim(self, request: JobRequest, *, stale_after: timedelta) -> Started:
+        job_id = request.id or ""
+
+        def write(session: Session) -> Started:
+            inserted = repo.ensure_job(session, request, inline_limit=self.inline_limit)
+            existing = None if inserted else repo.get_job(session, job_id)
+            if existing is not None and not _matches(existing, request.model_dump()):
+                return Started(Outcome.CONFLICT, state=states.current(session, job_id))
+            started = states.start(session, job_id, worker=self.worker, stale_after=stale_after)
+            if started.outcome is Outcome.STARTED and started.lease:
+                attempts.open_attempt(
+                    session,
+                    job_id=job_id,
+                    lease=started.lease,
+                    attempt=started.attempt,
+                    worker=self.worker,
+                )
+            return started
+
+        started = self.persist(write)
+        if started.outcome is Outcome.CONFLICT:
+            log.warning(
+                "job %s: the message does not match the job's row (task, model, inputs or "
+                "params differ); not run, row left as it is",
+                job_id,
+                extra={"job_id": job_id},
+            )
+        return started
+
+    def finish(
+        self,
+        job_id: str,
+        lease: str | None,
+        ending: Ending,
+        *,
+        result: Any = None,
+        code: str = "",
+        message: str = "",
+    ) -> str:
+        """Write the attempt's outcome, if it still holds the job; returns the job's state."""
+        if ending is Ending.FAILED or ending is Ending.TIMEOUT:
+            log.info("job %s failed: %s", job_id, message, extra={"job_id": job_id})
+
+        def write(session: Session) -> str:
+            won = False
+            final = ending
+            if ending is Ending.SUCCEEDED and states.cancel_requested(session, job_id):
+                final = Ending.CANCELLED
+            if final is Ending.SUCCEEDED:
+                won = states.succeed(session, job_id, result, lease=lease)
+            elif final is Ending.CANCELLED:
+                won = states.finish_cancelled(session, job_id, lease=lease)
+            elif final is not Ending.SUPERSEDED:
+                text = storable(message)
+                won = states.fail(session, job_id, error_type=code, message=text, lease=lease)
+            if lease is not None:
+                attempts.close(session, lease, final if won else Ending.SUPERSEDED)
+            state = states.current(session, job_id)
+            if not won and final is not Ending.SUPERSEDED:
+                log.warning(
+                    "job %s: already %s; this attempt's late %s discarded",
+                    job_id,
+                    state,
+                    final.value,
+                    extra={"job_id": job_id},
+                )
+            return str(state)
+
+        return self.persist(write)
+
+    def reject(self, job_id: str, raw: Any, exc: PipeqError, *, queue: str) -> None:
+        """Fail a message that never became a valid job, creating its row if needed."""
+        log.warning("job %s: refused: %s", job_id, exc, extra={"job_id": job_id})
+
+        def write(session: Session) -> None:
+            kept = storable(raw)
+            inserted = repo.ensure_raw_job(
+                session, job_id=job_id, raw=kept, queue=queue, inline_limit=self.inline_limit
+            )
+            existing = None if inserted else repo.get_job(session, job_id)
+            if inserted or (existing is not None and _matches(existing, kept)):
+                states.fail(session, job_id, error_type=exc.code, message=storable(str(exc)))
+            else:
+                log.warning(
+                    "job %s: refused message does not match the existing row; row left as it is",
+                    job_id,
+                    extra={"job_id": job_id},
+                )
+
+        self.persist(write)
+
+    def persist(self, write: Callable[[Session], T]) -> T:
+        """Run ``write`` in a transaction, retrying with backoff while the DB is away."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.2
+        while True:
+            try:
+                with session_scope(self.db_url) as session:
+                    return write(session)
+            except DatabaseUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("database unavailable, retrying in %.1f s: %s", delay, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+def _matches(job: Job, raw: Any) -> bool:
+    """Whether the row ``job`` holds the job that the message ``raw`` describes."""
+    if not isinstance(raw, dict):
+        return False
+    digest, _size = repo.digest(raw.get("inputs"))
+    return (
+        job.task == str(raw.get("task"))
+        and job.model == str(raw.get("model"))
+        and job.inputs_digest == digest
+        and (job.params or {}) == (raw.get("params") or {})
+    )
