@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.helpers import PIPEQ, REPO, pipeq
+from tests.helpers import PIPEQ, ServiceProcess, pipeq
 
 
 def free_port() -> int:
@@ -43,31 +40,24 @@ def create_key(tenant: str, env: dict[str, str], *, cli: bool = False) -> dict[s
     }
 
 
-class GatewayProcess:
+class GatewayProcess(ServiceProcess):
     """``pipeq gateway`` in its own process group, its log in a file."""
 
+    name = "gateway"
+    signal_group = True
+
     def __init__(self, *, env: dict[str, str], log: Path, workers: int = 1) -> None:
-        self.env = env
-        self.log_path = log
+        super().__init__(env=env, log=log)
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 60) -> GatewayProcess:
-        args = [*PIPEQ, "gateway", "--port", str(self.port), "--workers", str(self.workers)]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                args,
-                env=self.env,
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.spawn([*PIPEQ, "gateway", "--port", str(self.port), "--workers", str(self.workers)])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if self.exited():
+                assert self.process is not None
                 raise RuntimeError(f"gateway exited ({self.process.returncode}):\n{self.log()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
@@ -78,15 +68,5 @@ class GatewayProcess:
         self.stop()
         raise TimeoutError(f"gateway never became healthy:\n{self.log()[-4000:]}")
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, *, timeout: float = 30) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+    def stop(self, *, timeout: float = 30) -> int:
+        return super().stop(timeout=timeout)

@@ -31,31 +31,21 @@ def pipeq(
     )
 
 
-class WorkerProcess:
-    """A real ``pipeq worker`` subprocess, with its log in a file."""
+class ServiceProcess:
+    """A real pipeq service (``pipeq worker``, ``beat``, ``gateway``...) in its own process
+    group, its output appended to a log file; :meth:`log` reads what this start wrote."""
 
-    def __init__(
-        self,
-        *,
-        queues: list[str],
-        env: dict[str, str],
-        log: Path,
-        extra: list[str] | None = None,
-        command: list[str] | None = None,
-    ) -> None:
-        self.queues = queues
+    name = "service"
+    #: SIGTERM the whole process group (a server with worker processes of its own).
+    signal_group = False
+
+    def __init__(self, *, env: dict[str, str], log: Path) -> None:
         self.env = env
         self.log_path = log
-        self.extra = extra or []
-        # ``python -m tests.faults`` runs the same worker with fault-injecting handlers.
-        self.command = command or [*PIPEQ, "worker"]
         self.process: subprocess.Popen[bytes] | None = None
         self._offset = 0
 
-    def start(self, *, timeout: float = 120, wait: bool = True) -> WorkerProcess:
-        args = [*self.command, "--device", "cpu", *self.extra]
-        for queue in self.queues:
-            args += ["--queue", queue]
+    def spawn(self, args: list[str]) -> None:
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -66,31 +56,38 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        if wait:
-            self.wait_for(r" ready\.", timeout=timeout)
-        return self
 
     def log(self) -> str:
+        if not self.log_path.exists():
+            return ""
         return self.log_path.read_text(errors="replace")[self._offset :]
+
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
 
     def wait_for(self, pattern: str, *, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if re.search(pattern, self.log()):
                 return
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"worker exited ({self.process.returncode}):\n{self.log()}")
+            if self.exited():
+                assert self.process is not None
+                raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{self.log()}")
             time.sleep(0.1)
-        raise TimeoutError(f"worker log never matched {pattern!r}:\n{self.log()[-4000:]}")
+        raise TimeoutError(f"{self.name} log never matched {pattern!r}:\n{self.log()[-4000:]}")
 
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, *, timeout: float = 60) -> int:
+        """SIGTERM, then SIGKILL after ``timeout``; the exit status (-9 if it was killed)."""
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGTERM)
+        if self.signal_group:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        else:
+            self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -101,6 +98,36 @@ class WorkerProcess:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+class WorkerProcess(ServiceProcess):
+    """A real ``pipeq worker`` subprocess, with its log in a file."""
+
+    name = "worker"
+
+    def __init__(
+        self,
+        *,
+        queues: list[str],
+        env: dict[str, str],
+        log: Path,
+        extra: list[str] | None = None,
+        command: list[str] | None = None,
+    ) -> None:
+        super().__init__(env=env, log=log)
+        self.queues = queues
+        self.extra = extra or []
+        # ``python -m tests.faults`` runs the same worker with fault-injecting handlers.
+        self.command = command or [*PIPEQ, "worker"]
+
+    def start(self, *, timeout: float = 120, wait: bool = True) -> WorkerProcess:
+        args = [*self.command, "--device", "cpu", *self.extra]
+        for queue in self.queues:
+            args += ["--queue", queue]
+        self.spawn(args)
+        if wait:
+            self.wait_for(r" ready\.", timeout=timeout)
+        return self
 
 
 def with_path(url: str, path: str) -> str:
