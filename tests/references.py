@@ -135,6 +135,11 @@ def _speech(params: dict[str, Any]) -> dict[str, Any]:
     kwargs = {k: params[k] for k in keys if k in params}
     if params.get("return_timestamps", False) is not False:
         kwargs["return_timestamps"] = params["return_timestamps"]
+    generation = {k: params[k] for k in ("max_new_tokens", "num_beams", "language") if k in params}
+    if generation:
+        kwargs["generate_kwargs"] = generation
+    if "chunk_length_s" in params:
+        kwargs["ignore_warning"] = True
     return kwargs
 
 

@@ -43,32 +43,43 @@ class TaskRunner:
         self._loaded: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def spec(self, task: str) -> Any:
-        return self.registry.get(f"tiny-{task}")
+    def spec(self, task: str, alias: str | None = None) -> Any:
+        """The task's ``tiny-<task>`` model, or another tiny model of that task by alias."""
+        return self.registry.get(alias or f"tiny-{task}")
 
-    def loaded(self, task: str) -> Any:
+    def loaded(self, task: str, alias: str | None = None) -> Any:
         from services.worker.handlers import handler_for
 
+        spec = self.spec(task, alias)
         with self._lock:
-            if task not in self._loaded:
-                self._loaded[task] = handler_for(task).load(self.spec(task), "cpu")
-            return self._loaded[task]
+            if spec.alias not in self._loaded:
+                self._loaded[spec.alias] = handler_for(task).load(spec, "cpu")
+            return self._loaded[spec.alias]
 
-    def effective(self, task: str, params: dict[str, Any]) -> dict[str, Any]:
+    def effective(
+        self, task: str, params: dict[str, Any], alias: str | None = None
+    ) -> dict[str, Any]:
         """The job's parameters over the registry's defaults, as the worker applies them."""
-        return {**self.spec(task).defaults, **params}
+        return {**self.spec(task, alias).defaults, **params}
 
-    def model_dir(self, task: str) -> str:
-        return str(self.spec(task).location)
+    def model_dir(self, task: str, alias: str | None = None) -> str:
+        return str(self.spec(task, alias).location)
 
-    def __call__(self, task: str, inputs: Any, params: dict[str, Any] | None = None) -> Any:
+    def __call__(
+        self,
+        task: str,
+        inputs: Any,
+        params: dict[str, Any] | None = None,
+        *,
+        alias: str | None = None,
+    ) -> Any:
         """params -> decode -> predict -> encode, as the runner calls them."""
         from services.worker.handlers import handler_for
 
         handler = handler_for(task)
-        checked = handler.params(self.spec(task), params or {})
+        checked = handler.params(self.spec(task, alias), params or {})
         items, batched = handler.decode(inputs, checked)
-        outputs = handler.predict(self.loaded(task), items, checked)
+        outputs = handler.predict(self.loaded(task, alias), items, checked)
         return handler.encode(outputs, checked, batched)
 
 
