@@ -91,6 +91,7 @@ def run(
         device=placement.torch_device,
         queues=queues,
         budget=memory_budget or settings.memory_budget,
+        store=settings.resolved_model_store,
     )
     # Import the model stack before timing loads, so a load's seconds and memory are its own.
     started = time.perf_counter()

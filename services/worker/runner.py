@@ -40,6 +40,7 @@ from services.worker.handlers import Handler, Loaded, handler_for
 from services.worker.oom import predict_splitting, release_cuda_cache
 from services.worker.rows import Rows, job_id_of
 from services.worker.supervisor import Supervisor
+from services.worker.training import TRAINING_TASKS
 from shared import states
 from shared.attempts import Ending
 from shared.errors import (
@@ -243,6 +244,11 @@ class JobRunner:
     def execute(self, request: JobRequest, control: JobControl | None = None) -> Any:
         """Run the handler for ``request`` (no database, no Celery)."""
         control = control or JobControl(request.id or "", "")
+        if request.task in TRAINING_TASKS:  # owns its model: no shared one, no batching
+            from services.worker.training.job import fine_tune
+
+            device = str(getattr(self.models, "device", "cpu"))
+            return fine_tune(request, settings=self.settings, device=device, control=control)
         handler = self.handlers(request.task)
         spec = self.models.spec(request.model)
         if spec.task != request.task:
