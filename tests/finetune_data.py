@@ -41,6 +41,11 @@ def sentiment_rows(count: int, *, held_out: bool = False, seed: int = 0) -> list
         positive = index % 2 == 0
         word = rng.choice(POSITIVE if positive else NEGATIVE)
         text = rng.choice(templates).format(s=rng.choice(subjects), w=word)
-        rows.append({"sentence": text[0].upper() + text[1:], "sentiment": "positive" if positive else "negative"})
+        rows.append(
+            {
+                "sentence": text[0].upper() + text[1:],
+                "sentiment": "positive" if positive else "negative",
+            }
+        )
     rng.shuffle(rows)
     return rows

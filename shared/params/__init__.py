@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.params.audio import AudioClassificationParams, SpeechRecognitionParams
-from shared.params.finetune import FineTuneParams
 from shared.params.base import NoParams, TaskParams, TokenizationParams, first_problem
+from shared.params.finetune import FineTuneParams
 from shared.params.generation import GenerationParams
 from shared.params.nlp import (
     FillMaskParams,

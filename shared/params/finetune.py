@@ -79,13 +79,13 @@ class FineTuneParams(TaskParams):
 
     @model_validator(mode="after")
     def _consistent(self) -> FineTuneParams:
-        if self.eval_strategy and self.evaluation_strategy:
-            if self.eval_strategy != self.evaluation_strategy:
-                raise InvalidParameter(
-                    "evaluation_strategy",
-                    f"is the old name of eval_strategy; give one ({self.evaluation_strategy!r} "
-                    f"vs {self.eval_strategy!r})",
-                )
+        both = self.eval_strategy and self.evaluation_strategy
+        if both and self.eval_strategy != self.evaluation_strategy:
+            raise InvalidParameter(
+                "evaluation_strategy",
+                f"is the old name of eval_strategy; give one ({self.evaluation_strategy!r} "
+                f"vs {self.eval_strategy!r})",
+            )
         if self.lora is not None and self.strategy not in (None, "lora", "qlora"):
             raise InvalidParameter("lora", f"only for strategy lora or qlora, not {self.strategy}")
         if self.prefix is not None and self.strategy not in (None, "prefix"):
@@ -98,8 +98,7 @@ class FineTuneParams(TaskParams):
             if unknown:
                 raise InvalidParameter(
                     "columns",
-                    f"unknown role {unknown[0]!r} for {self.objective}; "
-                    f"roles: {', '.join(roles)}",
+                    f"unknown role {unknown[0]!r} for {self.objective}; roles: {', '.join(roles)}",
                 )
         return self
 

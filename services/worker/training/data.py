@@ -116,8 +116,10 @@ def _value_problem(role: str, value: Any) -> str | None:
     if role in ("text", "source", "target"):
         return None if isinstance(value, str) and value.strip() else "expected a non-empty text"
     if role == "label":
-        return None if isinstance(value, str | int) and not isinstance(value, bool) else (
-            "expected a label (a text or an integer)"
+        return (
+            None
+            if isinstance(value, str | int) and not isinstance(value, bool)
+            else ("expected a label (a text or an integer)")
         )
     if role in ("tokens", "tags"):
         return None if isinstance(value, list) and value else "expected a non-empty list"

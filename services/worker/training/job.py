@@ -35,7 +35,7 @@ from shared.errors import InvalidParameter, JobCancelled
 from shared.jobs import JobRequest
 from shared.params import validate_params
 from shared.params.finetune import FineTuneParams
-from shared.registry import ModelSpec, load_registry
+from shared.registry import ModelSpec, Quantization, load_registry
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,9 @@ def fine_tune(
     control.check()
     tokenizer = models_.load_tokenizer(base, params.objective)
     data = datasets_.tokenize(data, tokenizer, params)
+    from transformers import set_seed
+
+    set_seed(params.seed)  # the new head's initial weights, LoRA's, the prefix's
     model = models_.load_base(base, params, labels=data.labels, device=device, tokenizer=tokenizer)
     model = models_.wrap(model, params, base=base)
     collator = _collator(params.objective, tokenizer, model)
@@ -298,7 +301,14 @@ def _save(
     if params.merge:
         return {**entry, "source": _merge(base, params, adapter, folder, device, labels, tokenizer)}
     served = base.model_dump(
-        include={"dtype", "device_map", "quantization", "revision", "gguf_file", "trust_remote_code"},
+        include={
+            "dtype",
+            "device_map",
+            "quantization",
+            "revision",
+            "gguf_file",
+            "trust_remote_code",
+        },
         exclude_defaults=True,
     )
     if task == base.task:
@@ -326,7 +336,7 @@ def _merge(
     from peft import PeftModel
 
     plain = params.model_copy(update={"strategy": "lora"})
-    unquantized = base.model_copy(update={"quantization": models_.Quantization()})
+    unquantized = base.model_copy(update={"quantization": Quantization()})
     model = models_.load_base(unquantized, plain, labels=labels, device=device, tokenizer=tokenizer)
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     merged.save_pretrained(folder / "model")

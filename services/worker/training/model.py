@@ -156,7 +156,7 @@ def _default_prefix() -> Any:
 
 
 def dry_run(model: Any, batch: dict[str, Any], params: FineTuneParams, *, base: ModelSpec) -> None:
-    """One forward and backward pass on a real batch: a strategy the model cannot take fails here."""
+    """One forward and backward pass on a real batch: a strategy the model cannot take fails."""
     import torch
 
     device = next(model.parameters()).device
