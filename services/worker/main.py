@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from services.worker import early_ack
 from services.worker.device import Placement
 from services.worker.handlers import Handler, handler_for
 from services.worker.inventory import serve_inventory
@@ -121,7 +122,12 @@ def run(
         db_url=settings.resolved_database_url, heartbeat_seconds=settings.heartbeat_seconds
     ).start()
     runner = JobRunner(
-        models, worker=hostname, settings=settings, handlers=handlers, supervisor=supervisor
+        models,
+        worker=hostname,
+        settings=settings,
+        handlers=handlers,
+        supervisor=supervisor,
+        ack_claimed=early_ack.acknowledge,
     )
     app.pipeq_runner = runner
     serve_inventory(models)

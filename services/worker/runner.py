@@ -95,6 +95,7 @@ class JobRunner:
         release_memory: Callable[[], None] = release_cuda_cache,
         wait: Callable[[float], None] = time.sleep,
         gate: Gate | None = None,
+        ack_claimed: Callable[[str], object] | None = None,
     ) -> None:
         self.models = models
         self.worker = worker
@@ -109,6 +110,8 @@ class JobRunner:
         self.release_memory = release_memory
         self._wait = wait
         self.gate = gate or Gate()
+        #: Acks a message now (``early_ack.acknowledge``): training jobs, once claimed.
+        self.ack_claimed = ack_claimed or (lambda _task_id: None)
 
     # -- the lifecycle ---------------------------------------------------------------
 
@@ -130,6 +133,8 @@ class JobRunner:
                 extra={"job_id": job_id},
             )
             return started.state.value if started.state else started.outcome.value
+        if request.task in TRAINING_TASKS:  # hours long: the lease keeps it, not the broker
+            self.ack_claimed(fallback_id)
         try:
             return self._run_started(request, started, isolated=isolated)
         finally:

@@ -14,11 +14,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pika
 import tomli_w
@@ -117,6 +120,19 @@ class TrainEnv:
             )
         finally:
             connection.close()
+
+    def unacked(self, queue: str) -> int:
+        """Messages of ``queue`` that RabbitMQ has handed out and not had acked."""
+        tool = shutil.which("rabbitmqctl")
+        assert tool, "rabbitmqctl is needed to read queue counters"
+        vhost = unquote(urlsplit(self.broker_url).path[1:]) or "/"
+        done = subprocess.run(
+            [tool, "list_queues", "-p", vhost, "name", "messages_unacknowledged",
+             "--formatter", "json"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        rows = json.loads(done.stdout)
+        return sum(int(row["messages_unacknowledged"]) for row in rows if row["name"] == queue)
 
     def wait_for(self, job_id: str, predicate: Any, *, timeout: float = 120) -> JobView:
         deadline = time.monotonic() + timeout

@@ -224,3 +224,42 @@ def test_token_classification_with_lora_merged_is_served_as_a_plain_model(
     params_ = handler.params(loaded.spec, {"aggregation_strategy": "none"})
     (entities,) = handler.predict(loaded, ["alice met bob in paris today"], params_)
     assert {entity["entity"] for entity in entities} <= {"B-LOC", "B-PER"}
+
+
+def test_a_silent_training_job_is_requeued_and_an_inference_job_failed(db_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from services.beat.housekeeping import sweep_stale
+    from shared import states
+    from shared.db import repo
+    from shared.db.engine import get_engine
+    from shared.db.models import Job
+    from shared.states import State
+
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    settings = Settings(database_url=db_url, heartbeat_timeout=timedelta(minutes=10))
+    ids = {}
+    with Session(get_engine(db_url)) as session, session.begin():
+        for task, model, inputs in [
+            ("fine-tune", "base", {"rows": [{"text": "a", "label": 1}]}),
+            ("text-classification", "m", "x"),
+        ]:
+            request = parse_job({"task": task, "model": model, "inputs": inputs}).with_id()
+            repo.insert_job(session, request, inline_limit=1024)
+            states.start(session, request.id or "", worker="w")
+            old = now - timedelta(minutes=11)
+            session.execute(
+                update(Job).where(Job.id == request.id).values(heartbeat_at=old, updated_at=old)
+            )
+            ids[task] = request.id
+    published: list[dict[str, Any]] = []
+    swept = sweep_stale(settings, now=now, publish=published.append)
+    assert sorted(swept) == sorted(ids.values())
+    assert [message["id"] for message in published] == [ids["fine-tune"]]
+    assert published[0]["inputs"] == {"rows": [{"text": "a", "label": 1}]}
+    with Session(get_engine(db_url)) as session:
+        assert states.current(session, ids["fine-tune"]) is State.QUEUED
+        assert states.current(session, ids["text-classification"]) is State.FAILED
