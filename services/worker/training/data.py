@@ -154,6 +154,9 @@ def label_names(rows: Any, params: FineTuneParams) -> list[str]:
 
 
 def prepare(inputs: Any, params: FineTuneParams, *, settings: Settings) -> DataSet:
+    import datasets
+
+    datasets.disable_progress_bars()  # a worker's log is no terminal
     rows = read_rows(inputs, settings=settings)
     check_columns(rows, params)
     labels = label_names(rows, params)
