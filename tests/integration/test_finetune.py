@@ -83,7 +83,7 @@ def test_lora_on_minilm_learns_and_the_new_name_is_served_at_once(trained: Train
     answer = trained.client.wait(served.id, timeout=120)
     assert answer.state == "SUCCEEDED", answer.error
     right = sum(
-        out[0]["label"] == row["sentiment"] for out, row in zip(answer.result, unseen, strict=True)
+        out["label"] == row["sentiment"] for out, row in zip(answer.result, unseen, strict=True)
     )
     print(f"MiniLM LoRA: {right}/16 unseen sentences classified right by the nlp worker")
     assert right >= 14
