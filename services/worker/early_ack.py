@@ -29,12 +29,16 @@ _lock = threading.Lock()
 
 
 class TrackedRequest(Request):  # type: ignore[misc]
-    """Celery's request, findable by task id while the task runs."""
+    """Celery's request, findable by task id while the worker holds it.
 
-    def execute_using_pool(self, pool: Any, **kwargs: Any) -> Any:
+    Registered when made (on receipt): Celery's strategy subclasses this class and
+    replaces ``execute_using_pool`` without calling up, so that is no place to hook.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         with _lock:
             _in_hand[self.id] = self
-        return super().execute_using_pool(pool, **kwargs)
 
 
 def acknowledge(task_id: str) -> bool:
