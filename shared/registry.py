@@ -11,6 +11,7 @@
     quantization = { method = "bnb-4bit", quant_type = "nf4", double_quant = true }
     trust_remote_code = false
     gguf_file = "model.Q8_0.gguf" # a GGUF file in the source, dequantized on load
+    adapter = "adapters/chat-lora" # a peft adapter (LoRA, prefix...) applied to the source
 
 A job names an alias and nothing else: it can never choose a source, a
 revision, a placement or ``trust_remote_code``. This module only reads and
@@ -120,6 +121,9 @@ class ModelSpec(BaseModel):
     )
     quantization: Quantization = Field(default_factory=Quantization)
     gguf_file: str | None = Field(None, description="A .gguf file in the source.")
+    adapter: str | None = Field(
+        None, description="A peft adapter folder (relative to this file) applied on load."
+    )
     trust_remote_code: bool = False
     defaults: dict[str, Any] = Field(default_factory=dict, description="Parameter defaults.")
     limits: dict[str, int | float] = Field(default_factory=dict, description="Parameter caps.")
@@ -154,6 +158,14 @@ class ModelSpec(BaseModel):
     @property
     def queue(self) -> str:
         return queue_for(self.task)
+
+    @property
+    def adapter_location(self) -> str | None:
+        """The adapter folder, absolute, if the entry names one."""
+        if self.adapter is None:
+            return None
+        path = Path(self.adapter).expanduser()
+        return str((path if path.is_absolute() else self.base_dir / path).resolve())
 
     @property
     def location(self) -> str:

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     blob_dir: Path | None = Field(None, description="Root for file references in job inputs.")
     data_dir: Path | None = Field(None, description="Root for fine-tuning data sets.")
     model_store: Path | None = Field(None, description="Where fine-tuned models are written.")
+    finetune_max_inline_rows: int = Field(10_000, ge=1, description="Rows a job may carry.")
+    finetune_max_rows: int = Field(1_000_000, ge=1, description="Rows a data file may hold.")
 
     max_message_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_file_bytes: int = Field(

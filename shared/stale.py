@@ -20,7 +20,7 @@ Functions take the caller's session and never commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,8 +39,10 @@ def stale_jobs(
     heartbeat_timeout: timedelta,
     now: datetime | None = None,
     limit: int = 1000,
+    queues: Collection[str] | None = None,
+    exclude_queues: Collection[str] = (),
 ) -> Sequence[str]:
-    """Ids of RUNNING jobs not heard from within ``heartbeat_timeout``."""
+    """Ids of RUNNING jobs not heard from within ``heartbeat_timeout`` (of ``queues``, if given)."""
     cutoff = (now or utcnow()) - heartbeat_timeout
     statement = (
         select(Job.id)
@@ -51,6 +53,10 @@ def stale_jobs(
         .order_by(Job.updated_at)
         .limit(limit)
     )
+    if queues is not None:
+        statement = statement.where(Job.queue.in_(list(queues)))
+    if exclude_queues:
+        statement = statement.where(Job.queue.not_in(list(exclude_queues)))
     return session.scalars(statement).all()
 
 
@@ -59,10 +65,14 @@ def sweep_stale_jobs(
     *,
     heartbeat_timeout: timedelta,
     now: datetime | None = None,
+    exclude_queues: Collection[str] = (),
 ) -> list[str]:
     """Fail every stale RUNNING job (``worker_lost``); returns the ids it failed."""
     failed = []
-    for job_id in stale_jobs(session, heartbeat_timeout=heartbeat_timeout, now=now):
+    found = stale_jobs(
+        session, heartbeat_timeout=heartbeat_timeout, now=now, exclude_queues=exclude_queues
+    )
+    for job_id in found:
         message = (
             f"worker lost: no heartbeat for over {heartbeat_timeout.total_seconds():.0f} s "
             "and the message was not redelivered"
@@ -102,6 +112,7 @@ def requeue_stale_jobs(
     heartbeat_timeout: timedelta,
     publish: Callable[[dict[str, Any]], None],
     now: datetime | None = None,
+    queues: Collection[str] | None = None,
 ) -> StaleSweep:
     """Put stale RUNNING jobs back on their queue (``publish`` sends the message); fail
     those whose row does not keep the whole job.
@@ -112,7 +123,7 @@ def requeue_stale_jobs(
     """
     sweep = StaleSweep()
     reason = f"requeued: no heartbeat for over {heartbeat_timeout.total_seconds():.0f} s"
-    for job_id in stale_jobs(session, heartbeat_timeout=heartbeat_timeout, now=now):
+    for job_id in stale_jobs(session, heartbeat_timeout=heartbeat_timeout, now=now, queues=queues):
         job = session.get(Job, job_id)
         message = message_of(job) if job is not None else None
         if message is None:

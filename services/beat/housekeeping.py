@@ -22,13 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from shared.artifacts import Removal, artifacts_of, remove_artifact
 from shared.db import housekeeping as repo
 from shared.db.engine import session_scope
 from shared.errors import translating
+from shared.queues import TRAIN
 from shared.settings import Settings
-from shared.stale import sweep_stale_jobs
+from shared.stale import requeue_stale_jobs, sweep_stale_jobs
 from shared.states import State
 
 log = logging.getLogger(__name__)
@@ -86,10 +88,24 @@ def _remove(store: Path, artifact: str, *, job_id: str, done: Purge) -> None:
         )
 
 
-def sweep_stale(settings: Settings, *, now: datetime) -> list[str]:
-    """Fail RUNNING jobs not heard from within the heartbeat timeout."""
+def sweep_stale(
+    settings: Settings, *, now: datetime, publish: Callable[[dict[str, Any]], None] | None = None
+) -> list[str]:
+    """Fail RUNNING jobs not heard from within the heartbeat timeout.
+
+    Training jobs are requeued instead (when ``publish`` is given): their message was
+    acked once claimed (``services/worker/early_ack.py``), so this is how a job whose
+    worker died comes back, to resume from its last checkpoint.
+    """
+    timeout = settings.heartbeat_timeout
     with session_scope(settings.resolved_database_url) as session:
-        return sweep_stale_jobs(session, heartbeat_timeout=settings.heartbeat_timeout, now=now)
+        if publish is None:
+            return sweep_stale_jobs(session, heartbeat_timeout=timeout, now=now)
+        done = sweep_stale_jobs(session, heartbeat_timeout=timeout, now=now, exclude_queues=[TRAIN])
+        found = requeue_stale_jobs(
+            session, heartbeat_timeout=timeout, publish=publish, now=now, queues=[TRAIN]
+        )
+        return done + found.requeued + found.failed
 
 
 def celery_pinger(app: object, *, timeout: float) -> Pinger:

@@ -68,7 +68,9 @@ class Beat:
         done = Tick(runs=due_runs(self.client, now=now))
         if self._next_housekeeping is None or now >= self._next_housekeeping:
             done.purge = housekeeping.purge_expired(self.settings, now=now)
-            done.stale = housekeeping.sweep_stale(self.settings, now=now)
+            done.stale = housekeeping.sweep_stale(
+                self.settings, now=now, publish=self.client.publish_message
+            )
             self._next_housekeeping = now + self.settings.housekeeping_interval
             _log_housekeeping(done)
         if self._next_ping is None or now >= self._next_ping:

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from services.cli.output import echo_job, job_json, jobs_table
+from services.cli.progress import follow as follow_job
 from shared.client import Client
 from shared.jobs import JobView
 from shared.queues import NLP, queue_for
@@ -108,10 +109,15 @@ def submit(
 @click.command()
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as one JSON object.")
-def status(job_id: str, as_json: bool) -> None:
-    """Show a job (a unique prefix of its id will do)."""
+@click.option("--follow", "-f", is_flag=True, help="Show progress until the job ends.")
+@click.option("--interval", type=float, default=1.0, help="Seconds between reads (--follow).")
+def status(job_id: str, as_json: bool, follow: bool, interval: float) -> None:
+    """Show a job (a unique prefix of its id will do); --follow shows its progress as it runs."""
     client = Client()
-    _show(client.get(client.resolve(job_id)), as_json)
+    full_id = client.resolve(job_id)
+    if follow:
+        follow_job(lambda: client.get(full_id), interval=interval)
+    _show(client.get(full_id), as_json)
 
 
 @click.command(name="jobs")

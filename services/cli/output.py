@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from services.cli.progress import progress_line
 from shared.jobs import JobView
 
 
@@ -30,6 +31,9 @@ def echo_job(job: JobView) -> None:
     if job.started_at and job.finished_at:
         seconds = (job.finished_at - job.started_at).total_seconds()
         click.echo(f"ran      {seconds * 1000:.0f} ms")
+    line = progress_line(job.progress) if job.state == "RUNNING" else None
+    if line:
+        click.echo(line)
     if job.error:
         click.echo(f"error    {job.error.type}: {job.error.message}")
     if job.result is not None:

@@ -215,13 +215,34 @@ def load_pretrained(auto_class: Any, spec: ModelSpec, device: str, **extra: Any)
         _quiet_int8_casts()
     with translating(f"loading model {spec.alias!r}"):
         try:
+            kwargs.update(adapter_config_kwargs(spec))
             model = auto_class.from_pretrained(spec.location, **kwargs)
+            if spec.adapter_location:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, spec.adapter_location)
         except (OSError, ValueError, KeyError, ImportError) as exc:
             raise ConfigError(f"model {spec.alias!r} ({spec.source}): cannot load: {exc}") from exc
         if "device_map" not in kwargs:
             model.to(model_device(spec, device))
         model.eval()
         return model
+
+
+def adapter_config_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    """For an adapter trained with a new head: the base loads with the adapter's config.
+
+    A fine-tune job saves the trained model's config (labels, ``num_labels``) beside its
+    adapter; the base's head is then made to that shape, and peft fills it from the
+    adapter (``modules_to_save``).
+    """
+    adapter = spec.adapter_location
+    if adapter is None or not (Path(adapter) / "config.json").exists():
+        return {}
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(adapter)
+    return {"config": config, "ignore_mismatched_sizes": True}
 
 
 class _DropCastNotice(logging.Filter):

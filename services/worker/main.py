@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from services.worker import early_ack
 from services.worker.device import Placement
 from services.worker.handlers import Handler, handler_for
 from services.worker.inventory import serve_inventory
@@ -91,6 +92,7 @@ def run(
         device=placement.torch_device,
         queues=queues,
         budget=memory_budget or settings.memory_budget,
+        store=settings.resolved_model_store,
     )
     # Import the model stack before timing loads, so a load's seconds and memory are its own.
     started = time.perf_counter()
@@ -120,7 +122,12 @@ def run(
         db_url=settings.resolved_database_url, heartbeat_seconds=settings.heartbeat_seconds
     ).start()
     runner = JobRunner(
-        models, worker=hostname, settings=settings, handlers=handlers, supervisor=supervisor
+        models,
+        worker=hostname,
+        settings=settings,
+        handlers=handlers,
+        supervisor=supervisor,
+        ack_claimed=early_ack.acknowledge,
     )
     app.pipeq_runner = runner
     serve_inventory(models)

@@ -33,12 +33,14 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from services.worker.estimate import expected_bytes
 from services.worker.handlers import Loaded, handler_for
 from services.worker.loading import check_spec, model_device
 from services.worker.memory import mib, placement, release_memory, rss_bytes, tensor_bytes
+from shared import finetuned
 from shared.errors import ModelFailure, UnknownModel
 from shared.registry import ModelSpec, Registry
 
@@ -66,8 +68,10 @@ class Models:
         queues: tuple[str, ...],
         budget: int | None = None,
         wait_seconds: float = 120.0,
+        store: Path | None = None,
     ) -> None:
         self.registry = registry
+        self.store = store  # the model store, where fine-tuned aliases are found
         self.device = device
         self.queues = queues
         self.budget = budget
@@ -86,12 +90,20 @@ class Models:
             check_spec(spec, device=device, gpus=gpus)
 
     def spec(self, alias: str) -> ModelSpec:
-        spec = self.registry.get(alias)
+        spec = self._fine_tuned(alias) if alias not in self.registry else self.registry.get(alias)
         if spec.queue not in self.queues:
             raise UnknownModel(
                 f"model {alias!r} serves the {spec.queue} queue, "
                 f"not this worker's ({', '.join(self.queues)})"
             )
+        return spec
+
+    def _fine_tuned(self, alias: str) -> ModelSpec:
+        """An alias a fine-tune job made (``shared.finetuned``), read from the store on use."""
+        spec = finetuned.find(self.store, alias) if self.store is not None else None
+        if spec is None:
+            return self.registry.get(alias)  # raises UnknownModel
+        check_spec(spec, device=self.device, gpus=visible_gpus(self.device))
         return spec
 
     def load_all(self) -> list[str]:

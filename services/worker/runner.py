@@ -40,6 +40,7 @@ from services.worker.handlers import Handler, Loaded, handler_for
 from services.worker.oom import predict_splitting, release_cuda_cache
 from services.worker.rows import Rows, job_id_of
 from services.worker.supervisor import Supervisor
+from services.worker.training import TRAINING_TASKS
 from shared import states
 from shared.attempts import Ending
 from shared.errors import (
@@ -94,6 +95,7 @@ class JobRunner:
         release_memory: Callable[[], None] = release_cuda_cache,
         wait: Callable[[float], None] = time.sleep,
         gate: Gate | None = None,
+        ack_claimed: Callable[[str], object] | None = None,
     ) -> None:
         self.models = models
         self.worker = worker
@@ -108,6 +110,8 @@ class JobRunner:
         self.release_memory = release_memory
         self._wait = wait
         self.gate = gate or Gate()
+        #: Acks a message now (``early_ack.acknowledge``): training jobs, once claimed.
+        self.ack_claimed = ack_claimed or (lambda _task_id: None)
 
     # -- the lifecycle ---------------------------------------------------------------
 
@@ -129,6 +133,8 @@ class JobRunner:
                 extra={"job_id": job_id},
             )
             return started.state.value if started.state else started.outcome.value
+        if request.task in TRAINING_TASKS:  # hours long: the lease keeps it, not the broker
+            self.ack_claimed(fallback_id)
         try:
             return self._run_started(request, started, isolated=isolated)
         finally:
@@ -243,6 +249,11 @@ class JobRunner:
     def execute(self, request: JobRequest, control: JobControl | None = None) -> Any:
         """Run the handler for ``request`` (no database, no Celery)."""
         control = control or JobControl(request.id or "", "")
+        if request.task in TRAINING_TASKS:  # owns its model: no shared one, no batching
+            from services.worker.training.job import fine_tune
+
+            device = str(getattr(self.models, "device", "cpu"))
+            return fine_tune(request, settings=self.settings, device=device, control=control)
         handler = self.handlers(request.task)
         spec = self.models.spec(request.model)
         if spec.task != request.task:

@@ -22,13 +22,15 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import Reject
 
+from services.worker.early_ack import TrackedRequest
 from services.worker.runner import JobRunner, Poisoned
 from shared.errors import TransientError
 from shared.jobs import TASK_NAME
 
 
 def register(app: Celery, runner: JobRunner) -> Task:
-    @app.task(name=TASK_NAME, bind=True)  # type: ignore[untyped-decorator]
+    # TrackedRequest: a train job's message is acked once the job is claimed (early_ack.py).
+    @app.task(name=TASK_NAME, bind=True, Request=TrackedRequest)  # type: ignore[untyped-decorator]
     def run_job(self: Task, *args: Any, **kwargs: Any) -> str:
         message: Any
         if len(args) == 1 and not kwargs:

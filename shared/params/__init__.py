@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from shared.params.audio import AudioClassificationParams, SpeechRecognitionParams
 from shared.params.base import NoParams, TaskParams, TokenizationParams, first_problem
+from shared.params.finetune import FineTuneParams
 from shared.params.generation import GenerationParams
 from shared.params.nlp import (
     FillMaskParams,
@@ -37,6 +38,7 @@ PARAMS: dict[str, type[TaskParams]] = {
     "image-segmentation": ImageSegmentationParams,
     "automatic-speech-recognition": SpeechRecognitionParams,
     "audio-classification": AudioClassificationParams,
+    "fine-tune": FineTuneParams,
 }
 
 __all__ = [
