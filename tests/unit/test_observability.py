@@ -5,12 +5,20 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from services.worker import metrics
 from shared.celery_app import make_app
@@ -115,3 +123,30 @@ def test_gpu_memory_per_device() -> None:
     ]
     assert float(line.rsplit(" ", 1)[1]) >= tensor.numel() * 4
     assert 'pipeq_worker_gpu_memory_total_bytes{device="cuda:0"}' in text
+
+
+def test_the_readme_lists_every_metric(embedded_env: Path) -> None:
+    """README, "What to watch": every worker and backlog metric, and none that does not exist."""
+    from services.gateway.backlog import Backlog
+    from shared.db.migrate import upgrade
+    from shared.settings import get_settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### What to watch") : readme.index("## Tests")]
+    listed = set(re.findall(r"`(pipeq_(?:worker|jobs)\w*)", section))
+    names = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for value in vars(metrics).values()
+        if isinstance(value, Counter | Gauge | Histogram)
+        for family in value.describe()
+    }
+    url = get_settings().resolved_database_url
+    upgrade(url)
+    names |= {family.name for family in Backlog(url).collect()}
+    # GPU series exist only where CUDA runs: their names are read from the collector's source
+    source = Path(metrics.__file__).read_text()
+    gpu = {f"pipeq_worker_gpu_memory_{s}_bytes" for s in ("allocated", "reserved", "total")}
+    assert all(f'"{name}"' in source for name in gpu)
+    assert "pipeq_worker_gpu_memory_allocated_bytes" in listed  # the others by shorthand
+    gpu &= listed
+    assert listed - gpu == names
