@@ -19,7 +19,7 @@ RUN pip install '.[gateway]'
 RUN useradd --system --uid 10001 --home-dir /var/lib/pipeq pipeq \
     && mkdir -p /var/lib/pipeq \
     && chown -R pipeq /var/lib/pipeq
-USER pipeq
+USER 10001
 ENV PIPEQ_HOME=/var/lib/pipeq \
     PIPEQ_LOG_JSON=true
 EXPOSE 8000

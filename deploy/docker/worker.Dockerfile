@@ -32,7 +32,7 @@ RUN pip install '.[worker]'
 RUN useradd --system --uid 10001 --home-dir /var/lib/pipeq pipeq \
     && mkdir -p /var/lib/pipeq/store /var/cache/huggingface \
     && chown -R pipeq /var/lib/pipeq /var/cache/huggingface
-USER pipeq
+USER 10001
 ENV PIPEQ_HOME=/var/lib/pipeq \
     PIPEQ_MODEL_STORE=/var/lib/pipeq/store \
     PIPEQ_LOG_JSON=true \

@@ -443,6 +443,13 @@ def test_images() -> None:
     froms = [rest for word, rest in worker if word == "FROM"]
     args = dict(rest.split("=", 1) for word, rest in worker if word == "ARG" and "=" in rest)
     assert froms == ["${CUDA_IMAGE}"] and args["CUDA_IMAGE"].startswith("nvidia/cuda:")
+    # a numeric user, so that Kubernetes can verify runAsNonRoot; the pods run as the same one
+    for steps in (worker, slim):
+        (user,) = [rest for word, rest in steps if word == "USER"]
+        assert user == "10001"
+    for doc in [*k8s_kind("Deployment"), *k8s_kind("Job")]:
+        context = doc["spec"]["template"]["spec"]["securityContext"]
+        assert context["runAsNonRoot"] is True and context["runAsUser"] == 10001
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", ".git", ".pipeq"} <= set(ignored)
 
