@@ -5,7 +5,7 @@ before anything decodes it. Acks are late and a task whose worker dies is
 rejected (so RabbitMQ redelivers it, up to the queue's delivery limit); pipeq
 keeps no Celery results, because the job row in the database is the truth.
 Producers publish with confirms, so a submit returns only once RabbitMQ has
-the message.
+the message. Task events are on (``PIPEQ_TASK_EVENTS``) for Flower.
 """
 
 from __future__ import annotations
@@ -63,5 +63,10 @@ def make_app(settings: Settings | None = None, *, prefetch_multiplier: int = 1) 
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         worker_deduplicate_successful_tasks=False,
+        # Task events (received, started, succeeded...) let Flower and `celery events` show
+        # the workers' jobs. Not on the embedded broker: nothing there routes the event
+        # exchange across processes, so events would pile up undelivered.
+        worker_send_task_events=settings.task_events and not settings.embedded_broker,
+        task_send_sent_event=settings.task_events and not settings.embedded_broker,
     )
     return app

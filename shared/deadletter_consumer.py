@@ -69,7 +69,12 @@ class DeadLetterConsumer(ConsumerProducerMixin):  # type: ignore[misc]
         try:
             verdict, job_id = self._settle(letter)
         except DatabaseUnavailable as exc:
-            log.warning("dead letter %s: database away, handed back: %s", letter.task_id, exc)
+            log.warning(
+                "dead letter %s: database away, handed back: %s",
+                letter.task_id,
+                exc,
+                extra={"job_id": letter.job_id},
+            )
             message.requeue()
             return
         if verdict is Verdict.REDRIVE and not self._redrive(message, letter):
@@ -103,7 +108,12 @@ class DeadLetterConsumer(ConsumerProducerMixin):  # type: ignore[misc]
                 retry_policy={"max_retries": 10, "interval_start": 0.5, "interval_max": 3},
             )
         except Exception as exc:
-            log.warning("dead letter %s: redrive failed, handed back: %s", letter.task_id, exc)
+            log.warning(
+                "dead letter %s: redrive failed, handed back: %s",
+                letter.task_id,
+                exc,
+                extra={"job_id": letter.job_id},
+            )
             return False
         return True
 

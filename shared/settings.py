@@ -130,6 +130,16 @@ class Settings(BaseSettings):
         30.0, ge=0, description="How long a producer retries a publish while the broker is away."
     )
 
+    # Observability (README, "Running at scale").
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Worker: serve Prometheus metrics here (0: any free port).",
+    )
+    metrics_host: str = Field("0.0.0.0", description="Worker: the address metrics listen on.")
+    task_events: bool = Field(True, description="Celery task events, for Flower (RabbitMQ only).")
+
     @field_validator("log_level")
     @classmethod
     def _upper_level(cls, value: str) -> str:

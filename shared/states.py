@@ -82,6 +82,9 @@ class Started:
     attempt: int = 0
     state: State | None = None
     lease: str | None = None
+    #: The job's creation and this claim (STARTED only): its queue wait, for metrics.
+    created_at: datetime | None = None
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -166,8 +169,17 @@ def start(
     )
     result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
     if result.rowcount == 1:
-        attempt = session.scalar(select(Job.attempts).where(Job.id == job_id)) or 1
-        return Started(Outcome.STARTED, attempt=attempt, state=State.RUNNING, lease=lease)
+        attempt, created = session.execute(
+            select(Job.attempts, Job.created_at).where(Job.id == job_id)
+        ).one()
+        return Started(
+            Outcome.STARTED,
+            attempt=attempt or 1,
+            state=State.RUNNING,
+            lease=lease,
+            created_at=created,
+            started_at=now,
+        )
     state = current(session, job_id)
     if state is None:
         return Started(Outcome.MISSING)

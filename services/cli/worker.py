@@ -41,6 +41,13 @@ from shared.queues import WORK_QUEUES
     help="Bytes of model tensors this worker keeps loaded, e.g. 2GiB (default: "
     "PIPEQ_MEMORY_BUDGET, else no limit); the least recently used idle model is evicted.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics on this port (0: any free one; default: PIPEQ_METRICS_PORT, "
+    "else none). Each worker on a host needs its own.",
+)
 def worker(
     queues: tuple[str, ...],
     device: str,
@@ -48,6 +55,7 @@ def worker(
     prefetch_multiplier: int,
     name: str | None,
     memory_budget: str | None,
+    metrics_port: int | None,
 ) -> None:
     """Load the models of QUEUES once, then serve their jobs until SIGTERM."""
     from services.worker.device import pin_device
@@ -67,6 +75,7 @@ def worker(
             prefetch_multiplier=prefetch_multiplier,
             name=name,
             memory_budget=budget,
+            metrics_port=metrics_port,
         )
     )
 

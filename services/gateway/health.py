@@ -62,6 +62,7 @@ async def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics", response_class=Response)
-async def prometheus() -> Response:
-    payload, content_type = metrics.exposition()
+async def prometheus(request: Request) -> Response:
+    backlog = gateway(request).backlog  # reads the database: off the event loop
+    payload, content_type = await run_in_threadpool(metrics.exposition, backlog)
     return Response(payload, media_type=content_type)

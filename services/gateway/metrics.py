@@ -22,6 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter(
@@ -44,13 +45,23 @@ SSE_STREAMS = Gauge(
 )
 
 
-def exposition() -> tuple[bytes, str]:
-    """The metrics text of this gateway (all its processes in multiprocess mode)."""
+def exposition(*extra: Collector) -> tuple[bytes, str]:
+    """The metrics text of this gateway (all its processes in multiprocess mode).
+
+    ``extra`` collectors (the backlog) are read by this process alone: they are
+    not per-process figures to be summed.
+    """
+    registry: CollectorRegistry = REGISTRY
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    payload = generate_latest(registry)
+    if extra:
+        more = CollectorRegistry()
+        for collector in extra:
+            more.register(collector)
+        payload += generate_latest(more)
+    return payload, CONTENT_TYPE_LATEST
 
 
 class MetricsMiddleware:

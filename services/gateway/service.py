@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.gateway.auth import Caller, KeyCache
+from services.gateway.backlog import Backlog
 from services.gateway.errors import ApiError, not_found
 from services.gateway.reads import Reader
 from services.gateway.schemas import (
@@ -43,9 +44,11 @@ class Gateway:
     client: Client = field(init=False)
     keys: KeyCache = field(init=False)
     reader: Reader = field(init=False)
+    backlog: Backlog = field(init=False)
 
     def __post_init__(self) -> None:
         self.client = Client(self.settings)
+        self.backlog = Backlog(self.db_url)
         self.reader = Reader(self.db_url)
         self.keys = KeyCache(self.reader, ttl=self.settings.key_cache_seconds)
 

@@ -67,12 +67,13 @@ class JobConsumer(Consumer):  # type: ignore[misc]
             f"message refused: content type {message.content_type!r} could not be "
             f"decoded as JSON ({type(exc).__name__}); pipeq accepts JSON only"
         )
-        log.error("refused message (task id %s): %s", task_id, reason)
+        extra = {"job_id": task_id} if isinstance(task_id, str) else {}
+        log.error("refused message (task id %s): %s", task_id, reason, extra=extra)
         runner = getattr(self.app, "pipeq_runner", None)
         if isinstance(task_id, str) and runner is not None:
             queue = str((message.delivery_info or {}).get("routing_key") or "unknown")
             try:
                 runner.reject(job_id_of(None, task_id), {}, InvalidJob(reason), queue=queue)
             except Exception:
-                log.exception("could not record the refused message %s", task_id)
+                log.exception("could not record the refused message %s", task_id, extra=extra)
         message.reject_log_error(log, self.connection_errors, requeue=False)

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from services.worker import early_ack
+from services.worker import early_ack, metrics
 from services.worker.device import Placement
 from services.worker.handlers import Handler, handler_for
 from services.worker.inventory import serve_inventory
@@ -64,6 +64,7 @@ def run(
     settings: Settings | None = None,
     memory_budget: int | None = None,
     handlers: Callable[[str], Handler[Any]] = handler_for,
+    metrics_port: int | None = None,
 ) -> int:
     """Serve ``queues`` until shut down; returns the process exit code.
 
@@ -152,6 +153,15 @@ def run(
         without_gossip=True,
         without_mingle=True,
     )
+    port = settings.metrics_port if metrics_port is None else metrics_port
+    if port is not None:  # last before consuming: the port answering means "ready"
+        metrics.serve(
+            port=port,
+            host=settings.metrics_host,
+            worker=hostname,
+            queues=queues,
+            device=placement.requested,
+        )
     # Celery warns, on every lost connection, that it may one day cancel running late-ack
     # tasks. Threads cannot be cancelled; a redelivered copy waits on the job's lease instead.
     # (Set here: building the worker resets Celery's warning filters.)

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services.worker import metrics
 from services.worker.estimate import expected_bytes
 from services.worker.handlers import Loaded, handler_for
 from services.worker.loading import check_spec, model_device
@@ -287,6 +288,7 @@ class Models:
         except TypeError:  # not a torch module: nothing to watch
             model = type(None)
         del entry  # the last reference to the model: its tensors are freed here
+        metrics.model_unloaded(alias)
         log.info(
             "evicted model %s (%s, idle %.1f s): %s of tensors freed in %.3f s; budget %s",
             alias,
@@ -317,6 +319,9 @@ class Models:
 
     def _log_load(self, spec: ModelSpec, entry: _Entry) -> None:
         loaded, where = entry.loaded, entry.placement
+        metrics.model_loaded(
+            spec.alias, seconds=loaded.load_seconds, tensor_bytes=loaded.tensor_bytes
+        )
         log.info(
             "loaded model %s (%s) on %s in %.2f s: tensors %s (%s, %s), process RSS +%s; budget %s",
             spec.alias,

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from services.worker import metrics
 from services.worker.control import JobControl, Superseded, running
 from services.worker.gate import Gate
 from services.worker.handlers import Handler, Loaded, handler_for
@@ -52,6 +53,7 @@ from shared.errors import (
     TransientError,
 )
 from shared.jobs import JobRequest, parse_job
+from shared.logs import job_logging
 from shared.messages import check_json
 from shared.queues import DELIVERY_LIMIT
 from shared.registry import ModelSpec
@@ -118,10 +120,15 @@ class JobRunner:
     def run(self, raw: Any, *, fallback_id: str, queue: str = "unknown") -> str:
         """Process one message; returns the job's final state (or what it found)."""
         job_id = job_id_of(raw, fallback_id)
+        with job_logging(job_id):
+            return self._run(raw, job_id, fallback_id, queue)
+
+    def _run(self, raw: Any, job_id: str, fallback_id: str, queue: str) -> str:
         try:
             request = self.parse(raw, job_id)
         except JobError as exc:
             self.reject(job_id, raw, exc, queue=queue)
+            metrics.job_ended(metrics.INVALID_TASK, State.FAILED.value)
             return State.FAILED.value
         started, isolated = self.claim(request)
         if started.outcome is not Outcome.STARTED:
@@ -135,10 +142,16 @@ class JobRunner:
             return started.state.value if started.state else started.outcome.value
         if request.task in TRAINING_TASKS:  # hours long: the lease keeps it, not the broker
             self.ack_claimed(fallback_id)
+        times = {"created_at": started.created_at, "started_at": started.started_at}
         try:
-            return self._run_started(request, started, isolated=isolated)
+            state = self._run_started(request, started, isolated=isolated)
+        except Poisoned:
+            metrics.job_ended(request.task, State.FAILED.value, **times)
+            raise
         finally:
             self.gate.leave(isolated)
+        metrics.job_ended(request.task, state, **times)
+        return state
 
     def _run_started(self, request: JobRequest, started: states.Started, *, isolated: bool) -> str:
         job_id, lease = request.id or "", started.lease or ""
@@ -262,6 +275,7 @@ class JobRunner:
         items, batched = handler.decode(request.inputs, params)
         control.check()
         loaded = self.models.get(request.model)
+        metrics.observe_batch(request.model, 1)  # one job per forward pass
         outputs = predict_splitting(
             lambda part: handler.predict(loaded, part, params),
             items,
