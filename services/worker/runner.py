@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from services.worker.batching import Batcher, params_key
 from services.worker.control import JobControl, Superseded, running
 from services.worker.gate import Gate
 from services.worker.handlers import Handler, Loaded, handler_for
@@ -94,6 +95,7 @@ class JobRunner:
         release_memory: Callable[[], None] = release_cuda_cache,
         wait: Callable[[float], None] = time.sleep,
         gate: Gate | None = None,
+        batcher: Batcher | None = None,
     ) -> None:
         self.models = models
         self.worker = worker
@@ -108,6 +110,7 @@ class JobRunner:
         self.release_memory = release_memory
         self._wait = wait
         self.gate = gate or Gate()
+        self.batcher = batcher or Batcher()
 
     # -- the lifecycle ---------------------------------------------------------------
 
@@ -119,6 +122,11 @@ class JobRunner:
         except JobError as exc:
             self.reject(job_id, raw, exc, queue=queue)
             return State.FAILED.value
+        with self.batcher.announce(request.model):  # a forming batch waits for it
+            return self._run_parsed(request)
+
+    def _run_parsed(self, request: JobRequest) -> str:
+        job_id = request.id or ""
         started, isolated = self.claim(request)
         if started.outcome is not Outcome.STARTED:
             log.info(
@@ -250,13 +258,23 @@ class JobRunner:
         params = handler.params(spec, request.params)
         items, batched = handler.decode(request.inputs, params)
         control.check()
-        loaded = self.models.get(request.model)
-        outputs = predict_splitting(
-            lambda part: handler.predict(loaded, part, params),
+
+        def forward(batch: list[Any]) -> list[Any]:  # may carry other jobs' items too
+            loaded = self.models.get(request.model)
+            return predict_splitting(
+                lambda part: handler.predict(loaded, part, params),
+                batch,
+                release=self.release_memory,
+                job_id=control.job_id,
+            )
+
+        outputs, _batch = self.batcher.predict(
+            request.model,
             items,
-            release=self.release_memory,
-            check=control.check,
-            job_id=control.job_id,
+            forward,
+            key=params_key(params),
+            control=control,
+            limits=spec.batching,
         )
         control.check()
         return handler.encode(outputs, params, batched)

@@ -25,6 +25,7 @@ PARTS = [
     "tests.bench.gateway",
     "tests.bench.models",
     "tests.bench.delivery",
+    "tests.bench.batching",
 ]
 
 
