@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -80,7 +78,7 @@ def test_a_lone_job_runs_in_a_batch_of_one_without_waiting(
     caplog.set_level(logging.INFO, logger="services.worker.batching")
     message = _message("alone")
     assert runner.run(message, fallback_id="x") == "SUCCEEDED"
-    number, jobs, waited = _batches(caplog)[message["id"]]
+    _number, jobs, waited = _batches(caplog)[message["id"]]
     assert jobs == 1
     assert waited < FakeModels().spec("echo").batching.max_wait_ms
 
