@@ -88,7 +88,7 @@ class Service:
     """A worker for one registry, and a client on the bench's database."""
 
     def __init__(self, ctx: BenchContext, registry: Path, label: str) -> None:
-        self.env = ctx.env(PIPEQ_MODELS=str(registry), PIPEQ_LOG_LEVEL="WARNING")
+        self.env = ctx.env(PIPEQ_MODELS=str(registry))
         self.settings = Settings(
             broker_url=ctx.broker_url,
             database_url=ctx.database_url,
@@ -121,6 +121,7 @@ class Service:
         with ThreadPoolExecutor(PRODUCERS) as pool:
             list(pool.map(submit, texts))
         rows = self._wait_all(list(submitted))
+        print(f"  ({prefix}: {len(texts)} jobs done)", flush=True)
         assert all(state == "SUCCEEDED" for state, _ in rows.values()), "a bench job failed"
         last = max(finished for _, finished in rows.values())
         latencies = [(rows[job][1] - submitted[job]) * 1000 for job in submitted]
