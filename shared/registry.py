@@ -53,10 +53,46 @@ QUANT_OPTIONS: dict[str, frozenset[str]] = {
 
 
 class BatchOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Batching across jobs (``services/worker/batching.py``); unset: the task's default.
 
-    max_size: int = Field(32, ge=1, le=1024)
-    max_wait_ms: float = Field(5.0, ge=0, le=10_000)
+    ``max_size`` counts inputs (a job's list counts whole); 1 switches batching off.
+    ``max_wait_ms`` bounds how long a batch waits for jobs already on their way; a lone
+    job never waits.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_size: int | None = Field(None, ge=1, le=1024)
+    max_wait_ms: float | None = Field(None, ge=0, le=10_000)
+
+
+class BatchLimits(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    max_size: int
+    max_wait_ms: float
+
+
+#: Per task: classifiers batch wide; generation pads to its longest input, so narrower;
+#: fine-tuning is one job at a time.
+BATCH_DEFAULTS: dict[str, BatchLimits] = {
+    **{
+        task: BatchLimits(max_size=32, max_wait_ms=5)
+        for task in ("text-classification", "token-classification", "fill-mask")
+    },
+    "question-answering": BatchLimits(max_size=16, max_wait_ms=5),
+    **{
+        task: BatchLimits(max_size=8, max_wait_ms=10)
+        for task in ("text-generation", "summarization", "translation")
+    },
+    **{
+        task: BatchLimits(max_size=16, max_wait_ms=10)
+        for task in ("image-classification", "object-detection", "image-segmentation")
+    },
+    "automatic-speech-recognition": BatchLimits(max_size=8, max_wait_ms=10),
+    "audio-classification": BatchLimits(max_size=16, max_wait_ms=10),
+}
+NO_BATCHING = BatchLimits(max_size=1, max_wait_ms=0)
 
 
 class Quantization(BaseModel):
@@ -145,6 +181,17 @@ class ModelSpec(BaseModel):
         if self.gguf_file is not None and self.quantization.method in ("gptq", "awq"):
             raise ValueError("gguf_file cannot be combined with a gptq or awq checkpoint")
         return self
+
+    @property
+    def batching(self) -> BatchLimits:
+        """The registry's ``batch`` options over the task's defaults."""
+        default = BATCH_DEFAULTS.get(self.task, NO_BATCHING)
+        return BatchLimits(
+            max_size=self.batch.max_size or default.max_size,
+            max_wait_ms=default.max_wait_ms
+            if self.batch.max_wait_ms is None
+            else self.batch.max_wait_ms,
+        )
 
     @property
     def quantized(self) -> bool:

@@ -29,9 +29,9 @@ from shared.queues import WORK_QUEUES
     "--concurrency",
     "-c",
     type=click.IntRange(1, 256),
-    default=4,
-    show_default=True,
-    help="Jobs in flight at once (threads sharing the loaded models).",
+    default=None,
+    help="Jobs in flight at once (threads sharing the loaded models); default: twice the "
+    "largest batch of the models served (so one batch forms while one runs), at least 4.",
 )
 @click.option("--prefetch-multiplier", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--name", default=None, help="Worker name (default: queues-device@host).")
@@ -51,7 +51,7 @@ from shared.queues import WORK_QUEUES
 def worker(
     queues: tuple[str, ...],
     device: str,
-    concurrency: int,
+    concurrency: int | None,
     prefetch_multiplier: int,
     name: str | None,
     memory_budget: str | None,

@@ -36,7 +36,7 @@ from shared.celery_app import make_app
 from shared.deadletter_consumer import DeadLetterConsumer
 from shared.logs import configure_logging
 from shared.queues import dead_letter_queue
-from shared.registry import load_registry
+from shared.registry import ModelSpec, load_registry
 from shared.settings import Settings, get_settings, redact_url
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,16 @@ def worker_name(queues: tuple[str, ...], placement: Placement) -> str:
     return f"{'+'.join(queues)}-{device}@{socket.gethostname()}"
 
 
+def default_concurrency(specs: list[ModelSpec]) -> int:
+    """Threads enough for one full batch to form while another runs (batching.py)."""
+    return min(max([4, *(2 * spec.batching.max_size for spec in specs)]), 64)
+
+
 def run(
     *,
     queues: tuple[str, ...],
     placement: Placement,
-    concurrency: int,
+    concurrency: int | None = None,
     prefetch_multiplier: int = 1,
     name: str | None = None,
     settings: Settings | None = None,
@@ -117,6 +122,7 @@ def run(
         mib(max(rss_bytes() - before, 0)),
     )
 
+    concurrency = concurrency or default_concurrency(models.registry.for_queues(queues))
     app = make_app(settings, prefetch_multiplier=prefetch_multiplier)
     app.conf.worker_consumer = "services.worker.consumer:JobConsumer"
     supervisor = Supervisor(

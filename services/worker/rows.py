@@ -1,9 +1,10 @@
 """The runner's database writes: claim, finish, refuse; each retried while the DB is away.
 
-Each write is one transaction that changes the job row through
-:mod:`shared.states` and logs the attempt through :mod:`shared.attempts`, so the
-two never disagree. :meth:`Rows.persist` retries a write with exponential
-backoff (0.2 s doubling to 10 s) for ``retry_seconds``, then raises
+Each write is one transaction (or one part of a group of them committed together, see
+``group_commit.py``) that changes the job row through :mod:`shared.states` and logs the
+attempt through :mod:`shared.attempts`, so the two never disagree. :meth:`Rows.persist`
+retries a write with exponential backoff (0.2 s doubling to 10 s) for ``retry_seconds``,
+then raises
 :class:`DatabaseUnavailable`: the task then hands the message back unacked,
 never acks a job whose outcome did not land.
 
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from services.worker.group_commit import GroupCommit
 from shared import attempts, states
 from shared.attempts import Ending
 from shared.db import repo
@@ -49,6 +51,7 @@ class Rows:
         self.worker = worker
         self.inline_limit = settings.inline_inputs_bytes
         self.retry_seconds = retry_seconds
+        self.group = GroupCommit(self.persist_alone)
 
     @staticmethod
     def size_of(raw: Any) -> int:
@@ -164,7 +167,12 @@ class Rows:
         self.persist(write)
 
     def persist(self, write: Callable[[Session], T]) -> T:
-        """Run ``write`` in a transaction, retrying with backoff while the DB is away."""
+        """Run ``write`` in a transaction, maybe shared with other job threads' writes
+        (``group_commit.py``), retrying with backoff while the DB is away."""
+        return self.group.run(write)
+
+    def persist_alone(self, write: Callable[[Session], T]) -> T:
+        """Run ``write`` in a transaction of its own, retrying while the DB is away."""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.2
         while True:

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from services.worker import metrics
+from services.worker.batching import Batcher, params_key
 from services.worker.control import JobControl, Superseded, running
 from services.worker.gate import Gate
 from services.worker.handlers import Handler, Loaded, handler_for
@@ -98,6 +99,7 @@ class JobRunner:
         wait: Callable[[float], None] = time.sleep,
         gate: Gate | None = None,
         ack_claimed: Callable[[str], object] | None = None,
+        batcher: Batcher | None = None,
     ) -> None:
         self.models = models
         self.worker = worker
@@ -114,6 +116,7 @@ class JobRunner:
         self.gate = gate or Gate()
         #: Acks a message now (``early_ack.acknowledge``): training jobs, once claimed.
         self.ack_claimed = ack_claimed or (lambda _task_id: None)
+        self.batcher = batcher or Batcher()
 
     # -- the lifecycle ---------------------------------------------------------------
 
@@ -130,6 +133,11 @@ class JobRunner:
             self.reject(job_id, raw, exc, queue=queue)
             metrics.job_ended(metrics.INVALID_TASK, State.FAILED.value)
             return State.FAILED.value
+        with self.batcher.announce(request.model):  # a forming batch waits for it
+            return self._run_parsed(request, fallback_id)
+
+    def _run_parsed(self, request: JobRequest, fallback_id: str) -> str:
+        job_id = request.id or ""
         started, isolated = self.claim(request)
         if started.outcome is not Outcome.STARTED:
             log.info(
@@ -274,14 +282,23 @@ class JobRunner:
         params = handler.params(spec, request.params)
         items, batched = handler.decode(request.inputs, params)
         control.check()
-        loaded = self.models.get(request.model)
-        metrics.observe_batch(request.model, 1)  # one job per forward pass
-        outputs = predict_splitting(
-            lambda part: handler.predict(loaded, part, params),
+
+        def forward(batch: list[Any]) -> list[Any]:  # may carry other jobs' items too
+            loaded = self.models.get(request.model)
+            return predict_splitting(
+                lambda part: handler.predict(loaded, part, params),
+                batch,
+                release=self.release_memory,
+                job_id=control.job_id,
+            )
+
+        outputs, _batch = self.batcher.predict(
+            request.model,
             items,
-            release=self.release_memory,
-            check=control.check,
-            job_id=control.job_id,
+            forward,
+            key=params_key(params),
+            control=control,
+            limits=spec.batching,
         )
         control.check()
         return handler.encode(outputs, params, batched)

