@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.models import JobAttempt, utcnow
@@ -58,10 +58,11 @@ def open_attempt(
     """Log a claim; any attempt of the job still open is closed as :attr:`Ending.LOST`."""
     now = now or utcnow()
     close_open(session, job_id, Ending.LOST, now=now)
-    session.add(
-        JobAttempt(lease=lease, job_id=job_id, attempt=attempt, worker=worker[:255], started_at=now)
+    session.execute(
+        insert(JobAttempt).values(
+            lease=lease, job_id=job_id, attempt=attempt, worker=worker[:255], started_at=now
+        )
     )
-    session.flush()
 
 
 def close(session: Session, lease: str, ending: Ending, *, now: datetime | None = None) -> bool:

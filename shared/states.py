@@ -165,13 +165,12 @@ def start(
             heartbeat_at=now,
             updated_at=now,
         )
+        .returning(Job.attempts, Job.created_at)
         .execution_options(synchronize_session=False)
     )
-    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
-    if result.rowcount == 1:
-        attempt, created = session.execute(
-            select(Job.attempts, Job.created_at).where(Job.id == job_id)
-        ).one()
+    claimed = session.execute(statement).first()
+    if claimed is not None:
+        attempt, created = claimed
         return Started(
             Outcome.STARTED,
             attempt=attempt or 1,

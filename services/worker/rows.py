@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.worker.group_commit import GroupCommit
@@ -39,6 +40,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 __all__ = ["Rows", "job_id_of"]
+
+
+#: The state a job's row is in once an attempt's ending is written.
+ENDED_IN = {
+    Ending.SUCCEEDED: State.SUCCEEDED,
+    Ending.CANCELLED: State.CANCELLED,
+    Ending.FAILED: State.FAILED,
+    Ending.TIMEOUT: State.FAILED,
+    Ending.POISON: State.FAILED,
+}
 
 
 class Rows:
@@ -65,7 +76,9 @@ class Rows:
         """
 
         def read(session: Session) -> bool:
-            job = repo.get_job(session, job_id)
+            job = session.execute(
+                select(Job.attempts, Job.state, Job.heartbeat_at).where(Job.id == job_id)
+            ).first()
             if job is None or job.attempts == 0:
                 return False
             if job.state == State.QUEUED:
@@ -80,7 +93,7 @@ class Rows:
 
         def write(session: Session) -> Started:
             inserted = repo.ensure_job(session, request, inline_limit=self.inline_limit)
-            existing = None if inserted else repo.get_job(session, job_id)
+            existing = None if inserted else _identity(session, job_id)
             if existing is not None and not _matches(existing, request.model_dump()):
                 return Started(Outcome.CONFLICT, state=states.current(session, job_id))
             started = states.start(session, job_id, worker=self.worker, stale_after=stale_after)
@@ -132,7 +145,7 @@ class Rows:
                 won = states.fail(session, job_id, error_type=code, message=text, lease=lease)
             if lease is not None:
                 attempts.close(session, lease, final if won else Ending.SUPERSEDED)
-            state = states.current(session, job_id)
+            state = ENDED_IN[final] if won else states.current(session, job_id)
             if not won and final is not Ending.SUPERSEDED:
                 log.warning(
                     "job %s: already %s; this attempt's late %s discarded",
@@ -154,7 +167,7 @@ class Rows:
             inserted = repo.ensure_raw_job(
                 session, job_id=job_id, raw=kept, queue=queue, inline_limit=self.inline_limit
             )
-            existing = None if inserted else repo.get_job(session, job_id)
+            existing = None if inserted else _identity(session, job_id)
             if inserted or (existing is not None and _matches(existing, kept)):
                 states.fail(session, job_id, error_type=exc.code, message=storable(str(exc)))
             else:
@@ -187,7 +200,13 @@ class Rows:
                 delay = min(delay * 2, 10.0)
 
 
-def _matches(job: Job, raw: Any) -> bool:
+def _identity(session: Session, job_id: str) -> Any:
+    """What a message must match in the job's row (see :func:`_matches`)."""
+    columns = (Job.task, Job.model, Job.inputs_digest, Job.params)
+    return session.execute(select(*columns).where(Job.id == job_id)).first()
+
+
+def _matches(job: Any, raw: Any) -> bool:
     """Whether the row ``job`` holds the job that the message ``raw`` describes."""
     if not isinstance(raw, dict):
         return False
