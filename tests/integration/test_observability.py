@@ -78,13 +78,18 @@ class EventLog:
         self.thread = threading.Thread(target=self._capture, daemon=True)
 
     def _capture(self) -> None:
+        """One consumer for the whole run, as Flower's: the event queue is auto-delete, so
+        a receiver that stopped and started again between events would lose those sent in
+        the gap. ``should_stop`` is read about once a second."""
         with self.app.connection_for_read() as connection:
             receiver = self.app.events.Receiver(connection, handlers={"*": self._on_event})
-            while not self.stop.is_set():
-                try:
-                    receiver.capture(limit=None, timeout=0.5, wakeup=False)
-                except TimeoutError:
-                    continue
+
+            def stop_when_asked() -> None:
+                self.stop.wait()
+                receiver.should_stop = True
+
+            threading.Thread(target=stop_when_asked, daemon=True).start()
+            receiver.capture(limit=None, timeout=None, wakeup=False)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self.events.append(event)
@@ -161,7 +166,8 @@ def _jobs(client: Client, worker: WorkerProcess, port: int, events: EventLog) ->
             except Exception:
                 assert time.monotonic() < deadline, f"job {job_id} never ended"
                 time.sleep(0.2)
-    events.wait_for(lambda e: e["type"] == "task-succeeded" and e["uuid"] == fill.id)
+    for job_id in [*succeeded, fill.id]:  # sent after the row is written: may trail it
+        events.wait_for(lambda e, j=job_id: e["type"] == "task-succeeded" and e["uuid"] == j)
     return Run(worker, port, succeeded, fill.id, unknown, invalid, events.events)
 
 
