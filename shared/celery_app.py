@@ -14,6 +14,7 @@ from typing import Any
 
 from celery import Celery
 
+from shared.embedded_broker import TRANSPORT as EMBEDDED_TRANSPORT
 from shared.queues import WORK_QUEUES, kombu_queues
 from shared.settings import Settings, get_settings
 
@@ -57,6 +58,8 @@ def make_app(settings: Settings | None = None, *, prefetch_multiplier: int = 1) 
             "interval_max": 3,
         },
         broker_transport_options=broker_options(settings),
+        # the filesystem transport, with messages written atomically (embedded_broker.py)
+        broker_transport=EMBEDDED_TRANSPORT if settings.embedded_broker else None,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_prefetch_multiplier=prefetch_multiplier,
