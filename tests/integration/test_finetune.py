@@ -133,7 +133,9 @@ def test_each_strategy_reduces_the_loss_on_a_tiny_model(trained: TrainEnv, strat
     done = trained.client.get(job.id)
     assert done.state == "SUCCEEDED", done.error
     assert "SUCCEEDED" in follow.stdout and f"/{extra['max_steps']}" in follow.stdout
-    assert "progress [" in follow.stdout and "loss " in follow.stdout
+    assert "progress [" in follow.stdout
+    # a run of 24 tiny steps may end between two polls of --follow: the loss is read from the row
+    assert done.progress is not None and done.progress.get("loss") is not None, done.progress
     result = done.result
     print(f"{strategy}: loss {result['first_loss']:.4f} -> {result['last_loss']:.4f}")
     assert result["last_loss"] < result["first_loss"]
