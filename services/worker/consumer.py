@@ -8,7 +8,8 @@ Here, if the message's headers carry a task id, its row ends FAILED with the
 reason; then the message is rejected without requeue, so RabbitMQ moves it to
 the dead-letter queue. Nothing is ever unpickled: the body is not decoded again.
 
-It also leaves out Celery's native delayed delivery (see ``Blueprint``).
+It also leaves out Celery's native delayed delivery (see ``Blueprint``), and sends
+task events without publisher confirms (see :meth:`JobConsumer.connection_for_write`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,21 @@ class JobConsumer(Consumer):  # type: ignore[misc]
             for step in Consumer.Blueprint.default_steps
             if not step.endswith(":DelayedDelivery")
         ]
+
+    def connection_for_write(self, url: str | None = None, heartbeat: float | None = None) -> Any:
+        """The connection Celery's event dispatcher publishes on: without publisher confirms.
+
+        Events are best-effort monitoring, not jobs, and a confirm wait there can hang the
+        worker: the event loop also reads this connection (for heartbeats), so it may take
+        the broker's ack of an event that a pool thread is waiting for, and that thread
+        then blocks for ever holding the dispatcher's lock, with every other thread and the
+        event loop queued behind it (seen on Celery 5.7 with the thread pool).
+        """
+        options = {**self.app.conf.broker_transport_options, "confirm_publish": False}
+        connection = self.app.connection_for_write(
+            url=url, heartbeat=heartbeat, transport_options=options
+        )
+        return self.ensure_connected(connection)
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         self._refuse(message, exc)
