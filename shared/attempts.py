@@ -56,25 +56,54 @@ def open_attempt(
     now: datetime | None = None,
 ) -> None:
     """Log a claim; any attempt of the job still open is closed as :attr:`Ending.LOST`."""
+    open_many(session, [(job_id, lease, attempt)], worker=worker, now=now)
+
+
+def open_many(
+    session: Session,
+    claims: list[tuple[str, str, int]],
+    *,
+    worker: str,
+    now: datetime | None = None,
+) -> None:
+    """:func:`open_attempt` for many claims (job id, lease, attempt number) in one insert.
+    A first attempt has no earlier one to close."""
+    if not claims:
+        return
     now = now or utcnow()
-    close_open(session, job_id, Ending.LOST, now=now)
-    session.execute(
-        insert(JobAttempt).values(
-            lease=lease, job_id=job_id, attempt=attempt, worker=worker[:255], started_at=now
-        )
-    )
+    for job_id, _lease, attempt in claims:
+        if attempt > 1:
+            close_open(session, job_id, Ending.LOST, now=now)
+    rows = [
+        {
+            "lease": lease,
+            "job_id": job_id,
+            "attempt": attempt,
+            "worker": worker[:255],
+            "started_at": now,
+        }
+        for job_id, lease, attempt in claims
+    ]
+    session.execute(insert(JobAttempt), rows)
 
 
 def close(session: Session, lease: str, ending: Ending, *, now: datetime | None = None) -> bool:
     """Record how the attempt ``lease`` ended, unless it already has an ending."""
+    return close_many(session, [lease], ending, now=now) == 1
+
+
+def close_many(
+    session: Session, leases: list[str], ending: Ending, *, now: datetime | None = None
+) -> int:
+    """:func:`close` for many attempts with the same ending; how many were closed."""
     statement = (
         update(JobAttempt)
-        .where(JobAttempt.lease == lease, JobAttempt.outcome.is_(None))
+        .where(JobAttempt.lease.in_(leases), JobAttempt.outcome.is_(None))
         .values(outcome=ending.value, finished_at=now or utcnow())
         .execution_options(synchronize_session=False)
     )
     result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
-    return result.rowcount == 1
+    return result.rowcount
 
 
 def close_open(

@@ -24,6 +24,8 @@ is taken over only once its heartbeat is older than that; a second delivery of
 a job that a live worker is running learns :attr:`Outcome.BUSY` instead, so two
 live workers never run one job side by side.
 
+Every write that ends a job announces it (``shared/db/ended.py``), for waiting clients.
+
 Functions take the caller's session and never commit.
 """
 
@@ -36,10 +38,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import CursorResult, case, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.db.models import Job, utcnow
+from shared.db import ended
+from shared.db.models import Job, JSONType, utcnow
 
 
 class State(enum.StrEnum):
@@ -125,7 +128,10 @@ def _move(
     if held_by is not None:
         statement = statement.where(Job.lease == held_by)
     result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
-    return result.rowcount == 1
+    moved = result.rowcount == 1
+    if moved and target.terminal:
+        ended.announce(session, [job_id])
+    return moved
 
 
 def current(session: Session, job_id: str) -> State | None:
@@ -148,43 +154,70 @@ def start(
     its worker died); with it, only once its heartbeat is older than that, and
     otherwise the answer is :attr:`Outcome.BUSY`.
     """
+    leases = {job_id: lease or str(uuid.uuid4())}
+    return start_many(session, leases, worker=worker, stale_after=stale_after, now=now)[job_id]
+
+
+def start_many(
+    session: Session,
+    leases: dict[str, str],
+    *,
+    worker: str,
+    stale_after: timedelta | None = None,
+    now: datetime | None = None,
+) -> dict[str, Started]:
+    """:func:`start` for many jobs at once, each under its own lease (``leases``: job id to
+    lease), in one ``UPDATE ... RETURNING``; what each claim found, by job id."""
     now = now or utcnow()
-    lease = lease or str(uuid.uuid4())
+    ids = list(leases)
     takeover = Job.state == State.RUNNING.value
     if stale_after is not None:
         takeover = takeover & or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < now - stale_after)
     statement = (
         update(Job)
-        .where(Job.id == job_id, or_(Job.state == State.QUEUED.value, takeover))
+        .where(Job.id.in_(ids), or_(Job.state == State.QUEUED.value, takeover))
         .values(
             state=State.RUNNING.value,
             worker=worker,
-            lease=lease,
+            lease=_per_job(leases),
             attempts=Job.attempts + 1,
             started_at=now,
             heartbeat_at=now,
             updated_at=now,
         )
-        .returning(Job.attempts, Job.created_at)
+        .returning(Job.id, Job.attempts, Job.created_at)
         .execution_options(synchronize_session=False)
     )
-    claimed = session.execute(statement).first()
-    if claimed is not None:
-        attempt, created = claimed
-        return Started(
+    found: dict[str, Started] = {
+        job_id: Started(
             Outcome.STARTED,
             attempt=attempt or 1,
             state=State.RUNNING,
-            lease=lease,
+            lease=leases[job_id],
             created_at=created,
             started_at=now,
         )
-    state = current(session, job_id)
-    if state is None:
-        return Started(Outcome.MISSING)
-    if state is State.RUNNING:
-        return Started(Outcome.BUSY, state=state)
-    return Started(Outcome.FINISHED, state=state)
+        for job_id, attempt, created in session.execute(statement)
+    }
+    rest = [job_id for job_id in ids if job_id not in found]
+    if rest:
+        query = select(Job.id, Job.state).where(Job.id.in_(rest))
+        seen = {row.id: row.state for row in session.execute(query)}
+        for job_id in rest:
+            state = seen.get(job_id)
+            if state is None:
+                found[job_id] = Started(Outcome.MISSING)
+            elif state == State.RUNNING:
+                found[job_id] = Started(Outcome.BUSY, state=State.RUNNING)
+            else:
+                found[job_id] = Started(Outcome.FINISHED, state=State(state))
+    return found
+
+
+def _per_job(values: dict[str, Any], type_: Any = None) -> Any:
+    """A column value that differs by job: ``CASE id WHEN :id THEN :value ... END``."""
+    whens = {job_id: literal(value, type_) for job_id, value in values.items()}
+    return case(whens, value=Job.id)
 
 
 def succeed(session: Session, job_id: str, result: Any, *, lease: str | None = None) -> bool:
@@ -201,6 +234,39 @@ def succeed(session: Session, job_id: str, result: Any, *, lease: str | None = N
         error_type=None,
         error_message=None,
     )
+
+
+def succeed_many(
+    session: Session, results: dict[str, tuple[str, Any]], *, now: datetime | None = None
+) -> set[str]:
+    """:func:`succeed` for many jobs at once (``results``: job id to its lease and result), in
+    one ``UPDATE ... RETURNING``: each job only while its lease holds it and no cancel was
+    asked. Returns the ids written; the caller sorts out the others one by one."""
+    now = now or utcnow()
+    leases = {job_id: lease for job_id, (lease, _result) in results.items()}
+    values = {job_id: result for job_id, (_lease, result) in results.items()}
+    statement = (
+        update(Job)
+        .where(
+            Job.id.in_(list(results)),
+            Job.state == State.RUNNING.value,
+            Job.lease == _per_job(leases),
+            Job.cancel_requested.is_not(True),
+        )
+        .values(
+            state=State.SUCCEEDED.value,
+            result=_per_job(values, JSONType),
+            error_type=None,
+            error_message=None,
+            updated_at=now,
+            finished_at=now,
+        )
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    )
+    won = set(session.scalars(statement))
+    ended.announce(session, won)
+    return won
 
 
 def fail(

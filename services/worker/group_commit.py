@@ -8,6 +8,13 @@ conditional ``UPDATE ... WHERE lease = :mine``, so each job's guarantees hold);
 the threads that queued meanwhile form the next group. Nobody waits for a group
 to fill: a lone write commits at once.
 
+A write may also come in bulk form (``run(write, bulk=(many, argument))``): the
+group then hands the arguments of all its writes with the same ``many`` to one
+call of ``many(session, arguments)``, which answers each in order with a few
+statements for the whole group (one ``UPDATE ... WHERE id IN (...) RETURNING``
+rather than one per job; ``rows.py``). ``write`` is the same write for one
+argument, used when it commits alone.
+
 If a group fails for any reason but the database being away (a write raised),
 it is rolled back and each of its writes runs again in a transaction of its own,
 so a write fails only its own caller. While the database is away, ``persist``
@@ -31,11 +38,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Persist = Callable[[Callable[[Session], Any]], Any]
+#: Many writes of one kind as one: their arguments in, their results out, in order.
+Many = Callable[[Session, list[Any]], list[Any]]
 
 
 @dataclass
 class _Write(Generic[T]):
     write: Callable[[Session], T]
+    bulk: tuple[Many, Any] | None = None
     result: Any = None
     error: BaseException | None = None
     done: bool = False
@@ -51,9 +61,10 @@ class GroupCommit:
         self._committing = False
         self.groups = 0
 
-    def run(self, write: Callable[[Session], T]) -> T:
-        """``write`` in a transaction, maybe shared with other threads' writes."""
-        mine: _Write[T] = _Write(write)
+    def run(self, write: Callable[[Session], T], *, bulk: tuple[Many, Any] | None = None) -> T:
+        """``write`` in a transaction, maybe shared with other threads' writes; with
+        ``bulk``, maybe as part of one call that does the group's writes of its kind."""
+        mine: _Write[T] = _Write(write, bulk)
         with self._cond:
             self._queued.append(mine)
             while not mine.done and self._committing:
@@ -79,7 +90,7 @@ class GroupCommit:
             if len(group) == 1:
                 self._settle(group[0], group[0].write)
                 return
-            results = self._persist(lambda session: [_fresh(item, session) for item in group])
+            results = self._persist(lambda session: _together(group, session))
         except DatabaseUnavailable as exc:
             for item in group:
                 if not item.done:
@@ -104,6 +115,23 @@ class GroupCommit:
         except BaseException as exc:
             item.error = exc
         item.done = True
+
+
+def _together(group: list[_Write[Any]], session: Session) -> list[Any]:
+    """Every write of the group, in one transaction: each bulk kind in one call."""
+    results: list[Any] = [None] * len(group)
+    kinds: dict[Many, list[int]] = {}
+    for index, item in enumerate(group):
+        if item.bulk is None:
+            results[index] = _fresh(item, session)
+        else:
+            kinds.setdefault(item.bulk[0], []).append(index)
+    for many, indexes in kinds.items():
+        session.expire_all()
+        answers = many(session, [group[index].bulk[1] for index in indexes])  # type: ignore[index]
+        for index, answer in zip(indexes, answers, strict=True):
+            results[index] = answer
+    return results
 
 
 def _fresh(item: _Write[Any], session: Session) -> Any:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -38,6 +40,7 @@ from shared.states import Outcome, Started, State
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+A = TypeVar("A")
 
 __all__ = ["Rows", "job_id_of"]
 
@@ -89,33 +92,55 @@ class Rows:
         return self.persist(read)
 
     def claim(self, request: JobRequest, *, stale_after: timedelta) -> Started:
-        job_id = request.id or ""
-
-        def write(session: Session) -> Started:
-            inserted = repo.ensure_job(session, request, inline_limit=self.inline_limit)
-            existing = None if inserted else _identity(session, job_id)
-            if existing is not None and not _matches(existing, request.model_dump()):
-                return Started(Outcome.CONFLICT, state=states.current(session, job_id))
-            started = states.start(session, job_id, worker=self.worker, stale_after=stale_after)
-            if started.outcome is Outcome.STARTED and started.lease:
-                attempts.open_attempt(
-                    session,
-                    job_id=job_id,
-                    lease=started.lease,
-                    attempt=started.attempt,
-                    worker=self.worker,
-                )
-            return started
-
-        started = self.persist(write)
+        claim = _Claim(request, stale_after)
+        started: Started = self.group.run(
+            lambda session: self._claim_many(session, [claim])[0],
+            bulk=(self._claim_many, claim),
+        )
         if started.outcome is Outcome.CONFLICT:
             log.warning(
                 "job %s: the message does not match the job's row (task, model, inputs or "
                 "params differ); not run, row left as it is",
-                job_id,
-                extra={"job_id": job_id},
+                request.id,
+                extra={"job_id": request.id},
             )
         return started
+
+    def _claim_many(self, session: Session, claims: list[_Claim]) -> list[Started]:
+        """Claim jobs together: rows ensured, identities checked, each job started under its
+        own lease and its attempt logged, with four statements for the lot."""
+        firsts, again = _first_of_each(claims, lambda claim: claim.request.id or "")
+        requests = {claim.request.id or "": claim.request for claim in firsts}
+        known = _identities(session, list(requests))
+        absent = [request for job_id, request in requests.items() if job_id not in known]
+        if absent:
+            inserted = repo.ensure_jobs(session, absent, inline_limit=self.inline_limit)
+            raced = [r.id or "" for r in absent if r.id not in inserted]
+            known.update(_identities(session, raced) if raced else {})
+        conflicts = {
+            job_id
+            for job_id, row in known.items()
+            if not _matches(row, requests[job_id].model_dump())
+        }
+        leases = {job_id: str(uuid.uuid4()) for job_id in requests if job_id not in conflicts}
+        found = (
+            states.start_many(
+                session, leases, worker=self.worker, stale_after=firsts[0].stale_after
+            )
+            if leases
+            else {}
+        )
+        claimed = [
+            (job_id, s.lease, s.attempt)
+            for job_id, s in found.items()
+            if s.outcome is Outcome.STARTED and s.lease
+        ]
+        attempts.open_many(session, claimed, worker=self.worker)
+        for job_id in conflicts:
+            found[job_id] = Started(Outcome.CONFLICT, state=states.current(session, job_id))
+        # A second copy of a message in the same group: claimed after the first, it finds it.
+        repeated = {id(claim): self._claim_many(session, [claim])[0] for claim in again}
+        return [repeated.get(id(claim)) or found[claim.request.id or ""] for claim in claims]
 
     def finish(
         self,
@@ -130,33 +155,58 @@ class Rows:
         """Write the attempt's outcome, if it still holds the job; returns the job's state."""
         if ending is Ending.FAILED or ending is Ending.TIMEOUT:
             log.info("job %s failed: %s", job_id, message, extra={"job_id": job_id})
+        end = _End(job_id, lease, ending, result, code, message)
+        if ending is Ending.SUCCEEDED and lease is not None:  # the common case: in bulk
+            state: str = self.group.run(
+                lambda session: self._succeed_many(session, [end])[0],
+                bulk=(self._succeed_many, end),
+            )
+            return state
+        return self.persist(lambda session: self._finish(session, end))
 
-        def write(session: Session) -> str:
-            won = False
-            final = ending
-            if ending is Ending.SUCCEEDED and states.cancel_requested(session, job_id):
-                final = Ending.CANCELLED
-            if final is Ending.SUCCEEDED:
-                won = states.succeed(session, job_id, result, lease=lease)
-            elif final is Ending.CANCELLED:
-                won = states.finish_cancelled(session, job_id, lease=lease)
-            elif final is not Ending.SUPERSEDED:
-                text = storable(message)
-                won = states.fail(session, job_id, error_type=code, message=text, lease=lease)
-            if lease is not None:
-                attempts.close(session, lease, final if won else Ending.SUPERSEDED)
-            state = ENDED_IN[final] if won else states.current(session, job_id)
-            if not won and final is not Ending.SUPERSEDED:
-                log.warning(
-                    "job %s: already %s; this attempt's late %s discarded",
-                    job_id,
-                    state,
-                    final.value,
-                    extra={"job_id": job_id},
-                )
-            return str(state)
+    def _succeed_many(self, session: Session, ends: list[_End]) -> list[str]:
+        """Successes together: one ``UPDATE`` for the jobs whose lease still holds them and
+        whose cancel was not asked, one for their attempts; any other, one by one."""
+        firsts, again = _first_of_each(ends, lambda end: end.job_id)
+        won = states.succeed_many(
+            session, {end.job_id: (end.lease or "", end.result) for end in firsts}
+        )
+        leases = [end.lease or "" for end in firsts if end.job_id in won]
+        if leases:
+            attempts.close_many(session, leases, Ending.SUCCEEDED)
+        answers = {
+            id(end): str(State.SUCCEEDED) if end.job_id in won else self._finish(session, end)
+            for end in firsts
+        }
+        answers.update((id(end), self._finish(session, end)) for end in again)
+        return [answers[id(end)] for end in ends]
 
-        return self.persist(write)
+    def _finish(self, session: Session, end: _End) -> str:
+        """One attempt's outcome: cancelled if a cancel was asked, superseded if it lost."""
+        job_id, lease, ending = end.job_id, end.lease, end.ending
+        won = False
+        final = ending
+        if ending is Ending.SUCCEEDED and states.cancel_requested(session, job_id):
+            final = Ending.CANCELLED
+        if final is Ending.SUCCEEDED:
+            won = states.succeed(session, job_id, end.result, lease=lease)
+        elif final is Ending.CANCELLED:
+            won = states.finish_cancelled(session, job_id, lease=lease)
+        elif final is not Ending.SUPERSEDED:
+            text = storable(end.message)
+            won = states.fail(session, job_id, error_type=end.code, message=text, lease=lease)
+        if lease is not None:
+            attempts.close(session, lease, final if won else Ending.SUPERSEDED)
+        state = ENDED_IN[final] if won else states.current(session, job_id)
+        if not won and final is not Ending.SUPERSEDED:
+            log.warning(
+                "job %s: already %s; this attempt's late %s discarded",
+                job_id,
+                state,
+                final.value,
+                extra={"job_id": job_id},
+            )
+        return str(state)
 
     def reject(self, job_id: str, raw: Any, exc: PipeqError, *, queue: str) -> None:
         """Fail a message that never became a valid job, creating its row if needed."""
@@ -200,10 +250,43 @@ class Rows:
                 delay = min(delay * 2, 10.0)
 
 
+@dataclass(frozen=True)
+class _Claim:
+    request: JobRequest
+    stale_after: timedelta
+
+
+@dataclass(frozen=True)
+class _End:
+    job_id: str
+    lease: str | None
+    ending: Ending
+    result: Any = None
+    code: str = ""
+    message: str = ""
+
+
+def _first_of_each(items: list[A], key: Callable[[A], str]) -> tuple[list[A], list[A]]:
+    """``items`` split into the first for each job, and any later ones for a job seen."""
+    firsts: dict[str, A] = {}
+    again: list[A] = []
+    for item in items:
+        if key(item) in firsts:
+            again.append(item)
+        else:
+            firsts[key(item)] = item
+    return list(firsts.values()), again
+
+
 def _identity(session: Session, job_id: str) -> Any:
     """What a message must match in the job's row (see :func:`_matches`)."""
-    columns = (Job.task, Job.model, Job.inputs_digest, Job.params)
-    return session.execute(select(*columns).where(Job.id == job_id)).first()
+    return _identities(session, [job_id]).get(job_id)
+
+
+def _identities(session: Session, job_ids: list[str]) -> dict[str, Any]:
+    """:func:`_identity` of several jobs, by id (those with a row)."""
+    columns = (Job.id, Job.task, Job.model, Job.inputs_digest, Job.params)
+    return {row.id: row for row in session.execute(select(*columns).where(Job.id.in_(job_ids)))}
 
 
 def _matches(job: Any, raw: Any) -> bool:

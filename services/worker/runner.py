@@ -120,13 +120,21 @@ class JobRunner:
 
     # -- the lifecycle ---------------------------------------------------------------
 
-    def run(self, raw: Any, *, fallback_id: str, queue: str = "unknown") -> str:
-        """Process one message; returns the job's final state (or what it found)."""
+    def run(
+        self, raw: Any, *, fallback_id: str, queue: str = "unknown", redelivered: bool = True
+    ) -> str:
+        """Process one message; returns the job's final state (or what it found).
+
+        ``redelivered``: the broker says the message was delivered before (or cannot say).
+        Only then is the job's row read before its claim, to run a suspect alone from the
+        start; a fresh message whose job turns out to have been claimed before is isolated
+        once its claim lands (``Gate.alone``).
+        """
         job_id = job_id_of(raw, fallback_id)
         with job_logging(job_id):
-            return self._run(raw, job_id, fallback_id, queue)
+            return self._run(raw, job_id, fallback_id, queue, redelivered)
 
-    def _run(self, raw: Any, job_id: str, fallback_id: str, queue: str) -> str:
+    def _run(self, raw: Any, job_id: str, fallback_id: str, queue: str, redelivered: bool) -> str:
         try:
             request = self.parse(raw, job_id)
         except JobError as exc:
@@ -134,11 +142,11 @@ class JobRunner:
             metrics.job_ended(metrics.INVALID_TASK, State.FAILED.value)
             return State.FAILED.value
         with self.batcher.announce(request.model):  # a forming batch waits for it
-            return self._run_parsed(request, fallback_id)
+            return self._run_parsed(request, fallback_id, redelivered)
 
-    def _run_parsed(self, request: JobRequest, fallback_id: str) -> str:
+    def _run_parsed(self, request: JobRequest, fallback_id: str, redelivered: bool) -> str:
         job_id = request.id or ""
-        started, isolated = self.claim(request)
+        started, isolated = self.claim(request, redelivered=redelivered)
         if started.outcome is not Outcome.STARTED:
             log.info(
                 "job %s: %s (%s), not run again",
@@ -230,11 +238,14 @@ class JobRunner:
             raw = {**raw, "id": job_id}
         return parse_job(raw)
 
-    def claim(self, request: JobRequest) -> tuple[states.Started, bool]:
+    def claim(
+        self, request: JobRequest, *, redelivered: bool = True
+    ) -> tuple[states.Started, bool]:
         """Claim the job; while a live worker runs it (BUSY), wait for it to end or go silent.
 
         A STARTED claim returns holding a place in :attr:`gate`, exclusive (True) for a job
-        claimed before; the caller gives it back with ``gate.leave``.
+        claimed before (known so beforehand only for a ``redelivered`` message); the caller
+        gives it back with ``gate.leave``.
         """
         job_id = request.id or ""
         patience = self.settings.time_limit(request.task, request.queue)
@@ -243,7 +254,7 @@ class JobRunner:
         stale_after = timedelta(seconds=self.settings.lease_seconds)
         logged = False
         while True:
-            suspect = self.rows.claimed_before(job_id, stale_after=stale_after)
+            suspect = redelivered and self.rows.claimed_before(job_id, stale_after=stale_after)
             isolated = self.gate.enter(alone=suspect, job_id=job_id)
             try:
                 started = self.rows.claim(request, stale_after=stale_after)

@@ -42,7 +42,11 @@ def register(app: Celery, runner: JobRunner) -> Task:
         delivery = self.request.delivery_info or {}
         queue = str(delivery.get("routing_key") or "unknown")
         try:
-            return runner.run(message, fallback_id=self.request.id, queue=queue)
+            # Only a message the broker has delivered before can be a suspect (gate.py).
+            redelivered = delivery.get("redelivered") is not False
+            return runner.run(
+                message, fallback_id=self.request.id, queue=queue, redelivered=redelivered
+            )
         except TransientError as exc:  # its message says it all: no traceback in the log
             raise Reject(str(exc), requeue=True) from None
         except Poisoned as exc:

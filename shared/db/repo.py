@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -93,11 +93,21 @@ def insert_job(
     return job
 
 
-def _insert_if_absent(session: Session, values: dict[str, Any]) -> bool:
+def insert_jobs(session: Session, requests: list[JobRequest], *, inline_limit: int) -> list[Job]:
+    """Add QUEUED rows for ``requests`` (with ids) in one multi-row insert; the rows as
+    inserted (not attached to the session)."""
+    rows = [_request_values(request, inline_limit=inline_limit) for request in requests]
+    if rows:
+        session.execute(insert(Job), rows)
+    return [Job(**row) for row in rows]
+
+
+def _insert_if_absent(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert ``rows`` but those whose id (or idempotency key) exists; the ids inserted."""
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    result = session.execute(insert(Job).values(**values).on_conflict_do_nothing())
-    return bool(getattr(result, "rowcount", 0))
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = upsert(Job).values(rows).on_conflict_do_nothing().returning(Job.id)
+    return set(session.scalars(statement))
 
 
 def ensure_job(session: Session, request: JobRequest, *, inline_limit: int) -> bool:
@@ -106,7 +116,13 @@ def ensure_job(session: Session, request: JobRequest, *, inline_limit: int) -> b
     Workers call this for messages from producers without database access.
     Returns True if a row was inserted.
     """
-    return _insert_if_absent(session, _request_values(request, inline_limit=inline_limit))
+    return bool(ensure_jobs(session, [request], inline_limit=inline_limit))
+
+
+def ensure_jobs(session: Session, requests: list[JobRequest], *, inline_limit: int) -> set[str]:
+    """:func:`ensure_job` for many requests, in one insert; the ids inserted."""
+    rows = [_request_values(request, inline_limit=inline_limit) for request in requests]
+    return _insert_if_absent(session, rows) if rows else set()
 
 
 def _json_or_none(value: Any) -> Any:
@@ -123,17 +139,23 @@ def ensure_raw_job(
     """Insert a QUEUED row for a message that did not parse, keeping what can be read."""
     fields = raw if isinstance(raw, dict) else {}
     params = _json_or_none(fields.get("params"))
-    return _insert_if_absent(
-        session,
-        _row_values(
-            job_id=job_id,
-            task=str(fields.get("task") or "unknown"),
-            model=str(fields.get("model") or "unknown"),
-            queue=queue,
-            inputs=_json_or_none(fields.get("inputs", None if isinstance(raw, dict) else raw)),
-            params=params if isinstance(params, dict) else {},
-            inline_limit=inline_limit,
-        ),
+    return bool(
+        _insert_if_absent(
+            session,
+            [
+                _row_values(
+                    job_id=job_id,
+                    task=str(fields.get("task") or "unknown"),
+                    model=str(fields.get("model") or "unknown"),
+                    queue=queue,
+                    inputs=_json_or_none(
+                        fields.get("inputs", None if isinstance(raw, dict) else raw)
+                    ),
+                    params=params if isinstance(params, dict) else {},
+                    inline_limit=inline_limit,
+                )
+            ],
+        )
     )
 
 

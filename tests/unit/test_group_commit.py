@@ -126,3 +126,63 @@ def test_with_the_database_away_every_writer_hears_it() -> None:
     group = GroupCommit(transactions)
     with pytest.raises(DatabaseUnavailable):
         group.run(lambda session: "never")
+
+
+def test_bulk_writes_of_a_group_run_as_one_call_and_answer_in_order() -> None:
+    transactions = Transactions()
+    group = GroupCommit(transactions)
+    calls: list[list[int]] = []
+
+    def many(session: Any, numbers: list[int]) -> list[int]:
+        calls.append(numbers)
+        return [n * 10 for n in numbers]
+
+    release = threading.Event()
+    first = _held_first(group, release)
+    results: list[Any] = [None] * 6
+
+    def run(index: int) -> None:
+        if index == 3:  # a plain write among the bulk ones
+            results[index] = group.run(lambda s: "plain")
+        else:
+            results[index] = group.run(lambda s: many(s, [index])[0], bulk=(many, index))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for i, thread in enumerate(threads):
+        thread.start()
+        _queued(group, i + 1)  # a known order in the queue
+    release.set()
+    for thread in [first, *threads]:
+        thread.join(10)
+    assert results == [0, 10, 20, "plain", 40, 50]
+    assert calls == [[0, 1, 2, 4, 5]]  # one call for the five bulk writes
+    assert transactions.runs == [1, 6]
+
+
+def test_a_failing_bulk_call_runs_each_write_alone() -> None:
+    transactions = Transactions()
+    group = GroupCommit(transactions)
+
+    def many(session: Any, numbers: list[int]) -> list[int]:
+        if 2 in numbers:
+            raise ValueError("2 is bad")
+        return numbers
+
+    release = threading.Event()
+    first = _held_first(group, release)
+    results: list[Any] = [None] * 3
+
+    def run(index: int) -> None:
+        try:
+            results[index] = group.run(lambda s: many(s, [index])[0], bulk=(many, index))
+        except ValueError as exc:
+            results[index] = str(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    _queued(group, 3)
+    release.set()
+    for thread in [first, *threads]:
+        thread.join(10)
+    assert sorted(map(str, results)) == ["0", "1", "2 is bad"]
