@@ -24,8 +24,10 @@ with a different task, model, inputs or parameters is refused.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
@@ -34,10 +36,19 @@ from sqlalchemy.exc import IntegrityError
 from shared import states
 from shared.celery_app import make_app
 from shared.db import repo
+from shared.db.ended import Listener
 from shared.db.engine import session_scope
-from shared.errors import BrokerUnavailable, InvalidInput, InvalidJob, JobNotFound, translating
+from shared.errors import (
+    BrokerUnavailable,
+    InvalidInput,
+    InvalidJob,
+    JobError,
+    JobNotFound,
+    translating,
+)
 from shared.jobs import TASK_NAME, JobRequest, JobView, parse_job
 from shared.messages import check_json
+from shared.publishing import publish_all
 from shared.settings import Settings, get_settings
 from shared.states import State
 
@@ -54,6 +65,10 @@ class Client:
         if self._app is None:
             self._app = make_app(self.settings)
         return self._app
+
+    @functools.cached_property
+    def _listener(self) -> Listener:
+        return Listener(self._db)
 
     @property
     def _db(self) -> str:
@@ -105,12 +120,68 @@ class Client:
         try:
             self.publish(message, request)
         except BrokerUnavailable as exc:
-            with session_scope(self._db) as session:
-                states.fail(
-                    session, request.id or "", error_type=exc.code, message=f"not queued: {exc}"
-                )
+            self._not_queued([request.id or ""], exc)
             raise
         return self.get(request.id or "")
+
+    def submit_many(self, jobs: Iterable[dict[str, Any] | JobRequest]) -> builtins.list[JobView]:
+        """Submit many jobs at once: every job is checked first (one bad job refuses the
+        lot, naming it), then one transaction inserts the rows and one channel publishes the
+        messages, waiting once for all of the broker's confirms (``publishing.py``).
+
+        Jobs are dicts of the message contract (``task``, ``model``, ``inputs``, ``params``,
+        ...) or parsed requests; the views come back in order, QUEUED. A job with an
+        idempotency key goes through :meth:`submit_request` on its own. If the broker stays
+        away, every job of the call is failed ("not queued") and
+        :class:`BrokerUnavailable` raised, as for one job.
+        """
+        requests = [self._checked(index, job) for index, job in enumerate(jobs)]
+        keyed = {index for index, request in enumerate(requests) if request.idempotency_key}
+        fresh = [request for index, request in enumerate(requests) if index not in keyed]
+        with session_scope(self._db) as session:
+            rows = repo.insert_jobs(session, fresh, inline_limit=self.settings.inline_inputs_bytes)
+        messages = [
+            (request.model_dump(mode="json", exclude_none=True), request) for request in fresh
+        ]
+        deadline = time.monotonic() + self.settings.publish_retry_seconds
+        delay = 0.5
+        while True:
+            try:
+                publish_all(self.app, messages)
+                break
+            except BrokerUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    self._not_queued([request.id or "" for request in fresh], exc)
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        views = iter(repo.to_view(row) for row in rows)
+        return [
+            self.submit_request(request) if index in keyed else next(views)
+            for index, request in enumerate(requests)
+        ]
+
+    def _checked(self, index: int, job: dict[str, Any] | JobRequest) -> JobRequest:
+        """A job of :meth:`submit_many`, parsed, with an id, within the size limit."""
+        try:
+            if not isinstance(job, JobRequest):
+                check_json(job)
+                job = parse_job(job)
+            request = job.with_id()
+            size = len(json.dumps(request.model_dump(mode="json", exclude_none=True)).encode())
+            if size > self.settings.max_message_bytes:
+                raise InvalidInput(
+                    f"job is {size} bytes; the limit is "
+                    f"{self.settings.max_message_bytes} (PIPEQ_MAX_MESSAGE_BYTES)"
+                )
+        except JobError as exc:  # which job of the lot, and why
+            raise InvalidJob(f"job {index}: {exc}") from exc
+        return request
+
+    def _not_queued(self, job_ids: builtins.list[str], exc: BrokerUnavailable) -> None:
+        with session_scope(self._db) as session:
+            for job_id in job_ids:
+                states.fail(session, job_id, error_type=exc.code, message=f"not queued: {exc}")
 
     def _insert(self, request: JobRequest, tenant: str | None = None) -> JobView | None:
         """Insert the row; return the existing job when the idempotency key was seen."""
@@ -170,17 +241,24 @@ class Client:
         raise JobNotFound(f"{id_or_prefix!r} matches several jobs; give more of the id")
 
     def wait(self, job_id: str, *, timeout: float | None = None, poll: float = 0.05) -> JobView:
-        """Poll until the job is terminal; raises TimeoutError after ``timeout`` seconds."""
+        """Until the job is terminal; raises TimeoutError after ``timeout`` seconds.
+
+        On PostgreSQL the job's end wakes the wait at once (``shared/db/ended.py``); the
+        row is also read again every ``poll`` seconds, growing to 1 s, in case a notice
+        was lost (and on SQLite, which sends none).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = poll
-        while True:
-            job = self.get(job_id)
-            if State(job.state).terminal:
-                return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job.state} after {timeout} s")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+        with self._listener.listening() as listener:
+            while True:
+                job = self.get(job_id)
+                if State(job.state).terminal:
+                    return job
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"job {job_id} still {job.state} after {timeout} s")
+                listener.wait_for(job_id, delay if left is None else min(delay, left))
+                delay = min(delay * 1.5, 1.0)
 
     def list(
         self, *, state: State | None = None, task: str | None = None, limit: int = 20
