@@ -21,12 +21,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, cast
 
-from sqlalchemy import CursorResult, func, insert, select, update
+from sqlalchemy import CursorResult, Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.models import JobAttempt, utcnow
+
+#: The attempt log's table, for Core statements (see ``shared/states.py``).
+ATTEMPTS: Final = cast(Table, JobAttempt.__table__)
 
 
 class Ending(enum.StrEnum):
@@ -84,7 +87,7 @@ def open_many(
         }
         for job_id, lease, attempt in claims
     ]
-    session.execute(insert(JobAttempt), rows)
+    session.execute(insert(ATTEMPTS), rows)
 
 
 def close(session: Session, lease: str, ending: Ending, *, now: datetime | None = None) -> bool:
@@ -97,8 +100,8 @@ def close_many(
 ) -> int:
     """:func:`close` for many attempts with the same ending; how many were closed."""
     statement = (
-        update(JobAttempt)
-        .where(JobAttempt.lease.in_(leases), JobAttempt.outcome.is_(None))
+        update(ATTEMPTS)
+        .where(ATTEMPTS.c.lease.in_(leases), ATTEMPTS.c.outcome.is_(None))
         .values(outcome=ending.value, finished_at=now or utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -111,8 +114,8 @@ def close_open(
 ) -> int:
     """Close every open attempt of ``job_id`` (a takeover, a sweep, a dead letter)."""
     statement = (
-        update(JobAttempt)
-        .where(JobAttempt.job_id == job_id, JobAttempt.outcome.is_(None))
+        update(ATTEMPTS)
+        .where(ATTEMPTS.c.job_id == job_id, ATTEMPTS.c.outcome.is_(None))
         .values(outcome=ending.value, finished_at=now or utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -128,8 +131,8 @@ def of_job(session: Session, job_id: str) -> Sequence[JobAttempt]:
 def completed_counts(session: Session) -> dict[str, int]:
     """For each job with at least one completed attempt, how many attempts completed."""
     statement = (
-        select(JobAttempt.job_id, func.count())
-        .where(JobAttempt.outcome.in_([ending.value for ending in COMPLETED]))
-        .group_by(JobAttempt.job_id)
+        select(ATTEMPTS.c.job_id, func.count())
+        .where(ATTEMPTS.c.outcome.in_([ending.value for ending in COMPLETED]))
+        .group_by(ATTEMPTS.c.job_id)
     )
     return {job_id: count for job_id, count in session.execute(statement)}

@@ -24,7 +24,7 @@ is taken over only once its heartbeat is older than that; a second delivery of
 a job that a live worker is running learns :attr:`Outcome.BUSY` instead, so two
 live workers never run one job side by side.
 
-Every write that ends a job announces it (``shared/db/ended.py``), for waiting clients.
+A job's end is announced to waiting clients by a trigger (``shared/db/ended.py``).
 
 Functions take the caller's session and never commit.
 """
@@ -36,13 +36,15 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final, cast
 
-from sqlalchemy import CursorResult, case, literal, or_, select, update
+from sqlalchemy import CursorResult, Table, case, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.db import ended
 from shared.db.models import Job, JSONType, utcnow
+
+#: The jobs table: statements here are Core (no ORM unit of work, much less per call).
+JOBS: Final = cast(Table, Job.__table__)
 
 
 class State(enum.StrEnum):
@@ -120,22 +122,19 @@ def _move(
     if target.terminal:
         values.setdefault("finished_at", now)
     statement = (
-        update(Job)
-        .where(Job.id == job_id, Job.state.in_([s.value for s in sources]))
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.state.in_([s.value for s in sources]))
         .values(state=target.value, **values)
         .execution_options(synchronize_session=False)
     )
     if held_by is not None:
-        statement = statement.where(Job.lease == held_by)
+        statement = statement.where(JOBS.c.lease == held_by)
     result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
-    moved = result.rowcount == 1
-    if moved and target.terminal:
-        ended.announce(session, [job_id])
-    return moved
+    return result.rowcount == 1
 
 
 def current(session: Session, job_id: str) -> State | None:
-    state = session.scalar(select(Job.state).where(Job.id == job_id))
+    state = session.scalar(select(JOBS.c.state).where(JOBS.c.id == job_id))
     return State(state) if state else None
 
 
@@ -170,22 +169,24 @@ def start_many(
     lease), in one ``UPDATE ... RETURNING``; what each claim found, by job id."""
     now = now or utcnow()
     ids = list(leases)
-    takeover = Job.state == State.RUNNING.value
+    takeover = JOBS.c.state == State.RUNNING.value
     if stale_after is not None:
-        takeover = takeover & or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < now - stale_after)
+        takeover = takeover & or_(
+            JOBS.c.heartbeat_at.is_(None), JOBS.c.heartbeat_at < now - stale_after
+        )
     statement = (
-        update(Job)
-        .where(Job.id.in_(ids), or_(Job.state == State.QUEUED.value, takeover))
+        update(JOBS)
+        .where(JOBS.c.id.in_(ids), or_(JOBS.c.state == State.QUEUED.value, takeover))
         .values(
             state=State.RUNNING.value,
             worker=worker,
             lease=_per_job(leases),
-            attempts=Job.attempts + 1,
+            attempts=JOBS.c.attempts + 1,
             started_at=now,
             heartbeat_at=now,
             updated_at=now,
         )
-        .returning(Job.id, Job.attempts, Job.created_at)
+        .returning(JOBS.c.id, JOBS.c.attempts, JOBS.c.created_at)
         .execution_options(synchronize_session=False)
     )
     found: dict[str, Started] = {
@@ -201,7 +202,7 @@ def start_many(
     }
     rest = [job_id for job_id in ids if job_id not in found]
     if rest:
-        query = select(Job.id, Job.state).where(Job.id.in_(rest))
+        query = select(JOBS.c.id, JOBS.c.state).where(JOBS.c.id.in_(rest))
         seen = {row.id: row.state for row in session.execute(query)}
         for job_id in rest:
             state = seen.get(job_id)
@@ -217,7 +218,7 @@ def start_many(
 def _per_job(values: dict[str, Any], type_: Any = None) -> Any:
     """A column value that differs by job: ``CASE id WHEN :id THEN :value ... END``."""
     whens = {job_id: literal(value, type_) for job_id, value in values.items()}
-    return case(whens, value=Job.id)
+    return case(whens, value=JOBS.c.id)
 
 
 def succeed(session: Session, job_id: str, result: Any, *, lease: str | None = None) -> bool:
@@ -246,12 +247,12 @@ def succeed_many(
     leases = {job_id: lease for job_id, (lease, _result) in results.items()}
     values = {job_id: result for job_id, (_lease, result) in results.items()}
     statement = (
-        update(Job)
+        update(JOBS)
         .where(
-            Job.id.in_(list(results)),
-            Job.state == State.RUNNING.value,
-            Job.lease == _per_job(leases),
-            Job.cancel_requested.is_not(True),
+            JOBS.c.id.in_(list(results)),
+            JOBS.c.state == State.RUNNING.value,
+            JOBS.c.lease == _per_job(leases),
+            JOBS.c.cancel_requested.is_not(True),
         )
         .values(
             state=State.SUCCEEDED.value,
@@ -261,12 +262,10 @@ def succeed_many(
             updated_at=now,
             finished_at=now,
         )
-        .returning(Job.id)
+        .returning(JOBS.c.id)
         .execution_options(synchronize_session=False)
     )
-    won = set(session.scalars(statement))
-    ended.announce(session, won)
-    return won
+    return set(session.scalars(statement))
 
 
 def fail(
@@ -298,8 +297,8 @@ def cancel(session: Session, job_id: str) -> State | None:
     ):
         return State.CANCELLED
     session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.state == State.RUNNING.value)
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.state == State.RUNNING.value)
         .values(cancel_requested=True, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -332,7 +331,7 @@ def requeue(session: Session, job_id: str, *, reason: str) -> bool:
 
 
 def cancel_requested(session: Session, job_id: str) -> bool:
-    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+    return bool(session.scalar(select(JOBS.c.cancel_requested).where(JOBS.c.id == job_id)))
 
 
 def heartbeat(
@@ -351,13 +350,13 @@ def heartbeat(
     if progress is not None:
         values["progress"] = progress
     statement = (
-        update(Job)
-        .where(Job.id == job_id, Job.state == State.RUNNING.value)
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.state == State.RUNNING.value)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
     if lease is not None:
-        statement = statement.where(Job.lease == lease)
+        statement = statement.where(JOBS.c.lease == lease)
     result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
     return result.rowcount == 1
 
@@ -368,7 +367,9 @@ def holdings(session: Session, job_ids: Iterable[str]) -> dict[str, Holding]:
     if not ids:
         return {}
     rows = session.execute(
-        select(Job.id, Job.state, Job.lease, Job.cancel_requested).where(Job.id.in_(ids))
+        select(JOBS.c.id, JOBS.c.state, JOBS.c.lease, JOBS.c.cancel_requested).where(
+            JOBS.c.id.in_(ids)
+        )
     )
     return {
         row.id: Holding(State(row.state), row.lease, bool(row.cancel_requested)) for row in rows

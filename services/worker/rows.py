@@ -285,8 +285,9 @@ def _identity(session: Session, job_id: str) -> Any:
 
 def _identities(session: Session, job_ids: list[str]) -> dict[str, Any]:
     """:func:`_identity` of several jobs, by id (those with a row)."""
-    columns = (Job.id, Job.task, Job.model, Job.inputs_digest, Job.params)
-    return {row.id: row for row in session.execute(select(*columns).where(Job.id.in_(job_ids)))}
+    jobs = states.JOBS.c
+    columns = (jobs.id, jobs.task, jobs.model, jobs.inputs_digest, jobs.params)
+    return {row.id: row for row in session.execute(select(*columns).where(jobs.id.in_(job_ids)))}
 
 
 def _matches(job: Any, raw: Any) -> bool:

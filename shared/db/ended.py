@@ -1,8 +1,9 @@
 """Jobs ending, told at once: PostgreSQL ``NOTIFY`` on the terminal write, ``LISTEN`` in a wait.
 
-Every write that ends a job (``shared.states``) sends the job's id on the channel
-:data:`CHANNEL`, in its own transaction, so the notice goes out at commit, when the
-row is visible, and not at all if the write rolls back. ``Client.wait`` listens
+A trigger on the jobs table (migration 0005) sends the job's id on the channel
+:data:`CHANNEL` whenever its state becomes terminal, whoever wrote it; the notice
+goes out at commit, when the row is visible, and not at all if the write rolls
+back. It costs the writer no extra statement. ``Client.wait`` listens
 while it waits: it reads the row again as soon as its job's id comes, instead of on
 its next poll. Polls go on beside it (a notice is a hint, never the truth: one sent
 while the listening connection was away is lost), and on SQLite, which has no
@@ -15,26 +16,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "pipeq_job_ended"
-
-
-def announce(session: Session, job_ids: Iterable[str]) -> None:
-    """Send each job's id on :data:`CHANNEL` when the session's transaction commits."""
-    ids = list(job_ids)
-    if ids and session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_notify(:channel, id) FROM unnest(CAST(:ids AS text[])) AS ended(id)"),
-            {"channel": CHANNEL, "ids": ids},
-        )
 
 
 class Listener:
