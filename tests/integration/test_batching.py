@@ -23,7 +23,7 @@ from tests.helpers import WorkerProcess
 from tests.integration.faultenv import MODEL, TASK, FaultEnv, fault_env
 
 BATCH_LINE = re.compile(
-    r"batch (\d+): (\d+) jobs, (\d+) items, waited ([\d.]+) ms \(jobs ([^)]*)\)"
+    r"batch (\d+): (\d+) jobs, (\d+) items, waited ([\d.]+) ms, forward [\d.]+ ms \(jobs ([^)]*)\)"
 )
 
 

@@ -27,12 +27,14 @@ class Forward:
 
     def __init__(self, *, block_first: bool = False) -> None:
         self.batches: list[list[Any]] = []
+        self.threads: list[threading.Thread] = []
         self.release = threading.Event()
         self.entered = threading.Event()
         self.block_first = block_first
 
     def __call__(self, items: list[Any]) -> list[Any]:
         self.batches.append(list(items))
+        self.threads.append(threading.current_thread())
         if self.block_first and len(self.batches) == 1:
             self.entered.set()
             assert self.release.wait(10)
@@ -209,8 +211,19 @@ def test_a_batch_whose_jobs_all_stopped_no_longer_holds_the_model() -> None:
     after = _started(batcher, ["next"], forward)
     after.join(10)
     assert after.outputs == ["out:next"]
+    assert forward.threads[0] != forward.threads[1]  # the stuck pass kept its thread
     forward.release.set()
     first.join(10)
+
+
+def test_a_models_batches_all_run_on_its_one_forward_thread() -> None:
+    batcher, forward = Batcher(), Forward()
+    for item in ("a", "b", "c"):
+        job = _started(batcher, [item], forward)
+        job.join(10)
+        assert job.outputs == [f"out:{item}"]
+    assert len(set(forward.threads)) == 1
+    assert forward.threads[0].name.startswith("pipeq-forward-m")
 
 
 def test_max_size_one_switches_batching_off() -> None:
