@@ -223,10 +223,10 @@ class Client:
 
     def get(self, job_id: str) -> JobView:
         with session_scope(self._db) as session:
-            job = repo.get_job(session, job_id)
-            if job is None:
-                raise JobNotFound(f"no job {job_id!r}")
-            return repo.to_view(job)
+            view = repo.get_view(session, job_id)
+        if view is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        return view
 
     def resolve(self, id_or_prefix: str) -> str:
         """The full id of the one job whose id starts with ``id_or_prefix``."""

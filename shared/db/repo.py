@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Row, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -159,6 +159,14 @@ def ensure_raw_job(
     )
 
 
+def get_view(session: Session, job_id: str) -> JobView | None:
+    """The job as users see it, read with one Core query (no ORM object: this is the read
+    that every wait and status call makes)."""
+    table = Job.__table__
+    row = session.execute(select(table).where(table.c.id == job_id)).first()
+    return None if row is None else to_view(row)
+
+
 def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 
@@ -190,7 +198,8 @@ def list_jobs(
     return session.scalars(statement).all()
 
 
-def to_view(job: Job) -> JobView:
+def to_view(job: Job | Row[Any]) -> JobView:
+    """A job row (ORM object or Core row, the same names) as users see it."""
     error = None
     if job.error_type or (job.state == State.FAILED and job.error_message):
         error = ErrorView(type=job.error_type or "error", message=job.error_message or "")
