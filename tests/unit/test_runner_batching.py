@@ -16,30 +16,24 @@ from pathlib import Path
 import pytest
 
 from services.worker.runner import JobRunner
-from services.worker.supervisor import Supervisor
 from shared import states
 from shared.db.engine import session_scope
-from shared.settings import Settings
 from tests.faults import EchoHandler, FakeModels
-from tests.unit.test_runner_faults import _endings, _handlers, _in_thread, _message, _row
+from tests.unit.fake_runner import endings as _endings
+from tests.unit.fake_runner import fake_runner
+from tests.unit.fake_runner import in_thread as _in_thread
+from tests.unit.fake_runner import message as _message
+from tests.unit.fake_runner import row as _row
 
-BATCH_LINE = re.compile(r"batch (\d+): (\d+) jobs, (\d+) items, waited ([\d.]+) ms \(jobs (.*)\)")
+BATCH_LINE = re.compile(
+    r"batch (\d+): (\d+) jobs, (\d+) items, waited ([\d.]+) ms, forward [\d.]+ ms \(jobs (.*)\)"
+)
 
 
 @pytest.fixture
 def runner(db_url: str, tmp_path: Path) -> Iterator[JobRunner]:
-    settings = Settings(database_url=db_url, home=tmp_path, heartbeat_seconds=0.05, lease_seconds=5)
-    supervisor = Supervisor(db_url=db_url, heartbeat_seconds=0.05, poll_seconds=0.05).start()
-    yield JobRunner(
-        FakeModels(),
-        worker="unit",
-        settings=settings,
-        db_retry_seconds=1,
-        handlers=_handlers,
-        supervisor=supervisor,
-        release_memory=lambda: None,
-    )
-    supervisor.close()
+    with fake_runner(db_url, tmp_path, lease_seconds=5) as runner:
+        yield runner
 
 
 def _until(condition: Callable[[], bool]) -> None:

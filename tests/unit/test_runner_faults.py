@@ -6,9 +6,7 @@ two deliveries of one job at once, a poison job, an id reused for other inputs.
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,72 +15,22 @@ from typing import Any
 import pytest
 
 from services.worker.runner import JobRunner, Poisoned
-from services.worker.supervisor import Supervisor
-from shared import attempts, states
+from shared import states
 from shared.db import repo
 from shared.db.engine import session_scope
 from shared.db.models import utcnow
-from shared.errors import UnsupportedTask
 from shared.jobs import JobView, parse_job
-from shared.settings import Settings
-from tests.faults import EchoHandler, FakeModels, FaultyHandler
-
-
-def _handlers(task: str) -> FaultyHandler:
-    if task != EchoHandler.task:
-        raise UnsupportedTask(f"task {task!r} has no handler in this worker")
-    return FaultyHandler(EchoHandler())
+from tests.unit.fake_runner import endings as _endings
+from tests.unit.fake_runner import fake_runner
+from tests.unit.fake_runner import in_thread as _in_thread
+from tests.unit.fake_runner import message as _message
+from tests.unit.fake_runner import row as _row
 
 
 @pytest.fixture
 def runner(db_url: str, tmp_path: Path) -> Iterator[JobRunner]:
-    settings = Settings(
-        database_url=db_url,
-        home=tmp_path,
-        heartbeat_seconds=0.05,
-        lease_seconds=0.5,
-        time_limits={"nlp": 0.6},
-    )
-    supervisor = Supervisor(db_url=db_url, heartbeat_seconds=0.05, poll_seconds=0.05).start()
-    yield JobRunner(
-        FakeModels(),
-        worker="unit",
-        settings=settings,
-        db_retry_seconds=1,
-        handlers=_handlers,
-        supervisor=supervisor,
-        release_memory=lambda: None,
-    )
-    supervisor.close()
-
-
-def _message(inputs: Any, **fields: Any) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "task": "text-classification",
-        "model": "echo",
-        "inputs": inputs,
-        **fields,
-    }
-
-
-def _row(runner: JobRunner, job_id: str) -> JobView:
-    with session_scope(runner.db_url) as session:
-        job = repo.get_job(session, job_id)
-        assert job is not None
-        return repo.to_view(job)
-
-
-def _endings(runner: JobRunner, job_id: str) -> list[str | None]:
-    with session_scope(runner.db_url) as session:
-        return [a.outcome for a in attempts.of_job(session, job_id)]
-
-
-def _in_thread(runner: JobRunner, message: dict[str, Any]) -> tuple[threading.Thread, list[str]]:
-    out: list[str] = []
-    thread = threading.Thread(target=lambda: out.append(runner.run(message, fallback_id="x")))
-    thread.start()
-    return thread, out
+    with fake_runner(db_url, tmp_path, lease_seconds=0.5, time_limits={"nlp": 0.6}) as runner:
+        yield runner
 
 
 def _wait_state(runner: JobRunner, job_id: str, state: str, timeout: float = 10) -> JobView:
