@@ -12,10 +12,15 @@
   database cost. Producers submit from ``PRODUCERS`` threads.
 
 Every worker serves one registry of one model; figures are taken one scenario at a time.
+For each burst the bench also records where the machine's CPU went (seconds of CPU per
+process group, from /proc) and, from the worker's log, how long its forward passes took:
+what the service spends besides the model.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import statistics
 import sys
 import threading
@@ -76,6 +81,50 @@ def _in_process(texts: list[str]) -> dict[str, Any]:
         "inprocess_single_tps": round(single, 1),
         "inprocess_batched_tps": round(batched, 1),
         "inprocess_single_call_ms": round(statistics.median(calls), 2),
+        "inprocess_ms_per_batch_of_32": round(32_000 / batched, 1),
+    }
+
+
+FORWARD_LINE = re.compile(
+    r"batch \d+: (\d+) jobs, \d+ items, waited [\d.]+ ms, forward ([\d.]+) ms"
+)
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by the worker, PostgreSQL, RabbitMQ and this process (Linux)."""
+    groups = {
+        "services.cli worker": "worker",
+        "postgres": "postgres",
+        "beam.smp": "rabbitmq",
+        "rabbitmq": "rabbitmq",
+    }
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        group = "producer" if int(pid) == os.getpid() else None
+        group = group or next((g for key, g in groups.items() if key in command), None)
+        if group:
+            used[group] = used.get(group, 0.0) + seconds
+    return used
+
+
+def _forward_passes(log: str) -> dict[str, float]:
+    """Sum of the forward passes in ``log`` (seconds), their count, and the mean of full ones."""
+    passes = [(int(jobs), float(ms)) for jobs, ms in FORWARD_LINE.findall(log)]
+    biggest = max((jobs for jobs, _ in passes), default=0)
+    full = [ms for jobs, ms in passes if jobs == biggest]
+    return {
+        "forward_s": round(sum(ms for _, ms in passes) / 1000, 2),
+        "batches": len(passes),
+        "largest_batch": biggest,
+        "forward_ms_of_largest": round(statistics.mean(full), 1) if full else 0.0,
     }
 
 
@@ -122,33 +171,44 @@ class Service:
                 submitted.update((job.id, started) for job in jobs)
 
         chunks = [texts[i : i + CHUNK] for i in range(0, len(texts), CHUNK)]
+        cpu_before, log_before = cpu_seconds(), len(self.worker.log())
         began = time.time()
         with ThreadPoolExecutor(PRODUCERS) as pool:
             list(pool.map(submit, chunks))
         rows = self._wait_all(list(submitted))
+        cpu_after, log = cpu_seconds(), self.worker.log()[log_before:]
         print(f"  ({prefix}: {len(texts)} jobs done)", flush=True)
         assert all(state == "SUCCEEDED" for state, _ in rows.values()), "a bench job failed"
         last = max(finished for _, finished in rows.values())
         latencies = [(rows[job][1] - submitted[job]) * 1000 for job in submitted]
+        cpu = {name: round(cpu_after[name] - cpu_before.get(name, 0.0), 1) for name in cpu_after}
         return {
             f"{prefix}_tps": round(len(texts) / (last - began), 1),
             f"{prefix}_p50_ms": round(percentile(latencies, 50), 1),
             f"{prefix}_p95_ms": round(percentile(latencies, 95), 1),
+            f"{prefix}_wall_s": round(last - began, 2),
+            f"{prefix}_cpu_s": cpu,
+            **{f"{prefix}_{key}": value for key, value in _forward_passes(log).items()},
         }
 
     def _wait_all(self, ids: list[str]) -> dict[str, tuple[str, float]]:
+        """Each job's final state and finish time; asks only for the jobs not seen ended yet
+        (the harness should not eat the CPU it measures)."""
         query = text(
             "SELECT id, state, finished_at FROM jobs WHERE id = ANY(:ids) "
             "AND state IN ('SUCCEEDED', 'FAILED', 'CANCELLED')"
         )
+        ended: dict[str, tuple[str, float]] = {}
         deadline = time.monotonic() + 900
         while True:
+            left = [job_id for job_id in ids if job_id not in ended]
             with session_scope(self.settings.resolved_database_url) as session:
-                found = session.execute(query, {"ids": ids}).all()
-            if len(found) == len(ids):
-                return {row.id: (row.state, row.finished_at.timestamp()) for row in found}
-            assert time.monotonic() < deadline, f"{len(ids) - len(found)} jobs never finished"
-            time.sleep(0.05)
+                for row in session.execute(query, {"ids": left}):
+                    ended[row.id] = (row.state, row.finished_at.timestamp())
+            if len(ended) == len(ids):
+                return ended
+            assert time.monotonic() < deadline, f"{len(ids) - len(ended)} jobs never finished"
+            time.sleep(0.1)
 
     def lone_jobs(self, alias: str, texts: list[str]) -> list[float]:
         latencies = []
