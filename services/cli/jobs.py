@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -39,6 +40,61 @@ def _file_input(task: str, path: Path) -> Any:
     return {"base64": base64.b64encode(data).decode(), "filename": path.name}
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def job_fields(file_help: str) -> Callable[[F], F]:
+    """The options that describe a job (``submit``, ``schedule add``): --model, --text,
+    --input, --file, --params, --priority. ``job_inputs`` reads them back."""
+
+    def decorate(command: F) -> F:
+        options = [
+            click.option("--model", "-m", required=True, help="A model alias from the registry."),
+            click.option(
+                "--text", "-t", "texts", multiple=True, help="Input text; repeat for a batch."
+            ),
+            click.option("--input", "input_json", help="Inputs as JSON (or @file.json)."),
+            click.option(
+                "--file",
+                "file_path",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help=file_help,
+            ),
+            click.option(
+                "--params", "params_json", help="Parameters as a JSON object (or @file.json)."
+            ),
+            click.option("--priority", type=click.IntRange(0, 9), default=0),
+        ]
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def job_inputs(
+    task: str,
+    texts: tuple[str, ...],
+    input_json: str | None,
+    file_path: Path | None,
+    params_json: str | None,
+) -> tuple[Any, dict[str, Any]]:
+    """A job's inputs and parameters from the options of :func:`job_fields`."""
+    if sum([bool(texts), input_json is not None, file_path is not None]) != 1:
+        raise click.UsageError("give exactly one of --text, --input or --file")
+    inputs: Any
+    if texts:
+        inputs = texts[0] if len(texts) == 1 else list(texts)
+    elif file_path is not None:
+        inputs = _file_input(task, file_path)
+    else:
+        inputs = _json_option(input_json, "--input")
+    params = _json_option(params_json, "--params") or {}
+    if not isinstance(params, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--params")
+    return inputs, params
+
+
 def _show(job: JobView, as_json: bool) -> None:
     if as_json:
         click.echo(job_json(job))
@@ -53,17 +109,7 @@ def _exit_for(job: JobView) -> None:
 
 @click.command()
 @click.argument("task")
-@click.option("--model", "-m", required=True, help="A model alias from the registry.")
-@click.option("--text", "-t", "texts", multiple=True, help="Input text; repeat for a batch.")
-@click.option("--input", "input_json", help="Inputs as JSON (or @file.json).")
-@click.option(
-    "--file",
-    "file_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Inputs from a file: text for text tasks, else sent as base64.",
-)
-@click.option("--params", "params_json", help="Parameters as a JSON object (or @file.json).")
-@click.option("--priority", type=click.IntRange(0, 9), default=0)
+@job_fields("Inputs from a file: text for text tasks, else sent as base64.")
 @click.option("--idempotency-key", help="Submitting the same key again returns the same job.")
 @click.option("--wait", is_flag=True, help="Wait until the job ends; exit 1 if it failed.")
 @click.option("--timeout", type=float, default=None, help="Seconds to --wait at most.")
@@ -82,19 +128,7 @@ def submit(
     as_json: bool,
 ) -> None:
     """Submit a TASK job to the model --model, with one of --text, --input or --file."""
-    given = [bool(texts), input_json is not None, file_path is not None]
-    if sum(given) != 1:
-        raise click.UsageError("give exactly one of --text, --input or --file")
-    inputs: Any
-    if texts:
-        inputs = texts[0] if len(texts) == 1 else list(texts)
-    elif file_path is not None:
-        inputs = _file_input(task, file_path)
-    else:
-        inputs = _json_option(input_json, "--input")
-    params = _json_option(params_json, "--params") or {}
-    if not isinstance(params, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--params")
+    inputs, params = job_inputs(task, texts, input_json, file_path, params_json)
     client = Client()
     job = client.submit(
         task, model, inputs, params, priority=priority, idempotency_key=idempotency_key

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from services.cli.jobs import _file_input, _json_option
+from services.cli.jobs import job_fields, job_inputs
 from services.cli.output import job_json, jobs_table, table
 from shared.cadence import Cadence
 from shared.db import repo
@@ -46,17 +46,7 @@ def _echo(view: ScheduleView, as_json: bool) -> None:
 @click.argument("task")
 @click.option("--cron", help='Five-field cron expression in UTC, e.g. "0 3 * * *".')
 @click.option("--every", help="Fixed interval, e.g. 90s, 10m, 1h30m, 7d.")
-@click.option("--model", "-m", required=True, help="A model alias from the registry.")
-@click.option("--text", "-t", "texts", multiple=True, help="Input text; repeat for a batch.")
-@click.option("--input", "input_json", help="Inputs as JSON (or @file.json).")
-@click.option(
-    "--file",
-    "file_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Inputs from a file, read now: text for text tasks, else sent as base64.",
-)
-@click.option("--params", "params_json", help="Parameters as a JSON object (or @file.json).")
-@click.option("--priority", type=click.IntRange(0, 9), default=0)
+@job_fields("Inputs from a file, read now: text for text tasks, else sent as base64.")
 @click.option("--json", "as_json", is_flag=True, help="Print the schedule as one JSON object.")
 def add_command(
     name: str,
@@ -74,18 +64,7 @@ def add_command(
     """Run a TASK job (the same fields as ``pipeq submit``) on a cadence, under NAME."""
     if (cron is None) == (every is None):
         raise click.UsageError("give exactly one of --cron or --every")
-    if sum([bool(texts), input_json is not None, file_path is not None]) != 1:
-        raise click.UsageError("give exactly one of --text, --input or --file")
-    inputs: Any
-    if texts:
-        inputs = texts[0] if len(texts) == 1 else list(texts)
-    elif file_path is not None:
-        inputs = _file_input(task, file_path)
-    else:
-        inputs = _json_option(input_json, "--input")
-    params = _json_option(params_json, "--params") or {}
-    if not isinstance(params, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--params")
+    inputs, params = job_inputs(task, texts, input_json, file_path, params_json)
     try:
         cadence = Cadence.parse(cron=cron, every=every)
     except ValueError as exc:
