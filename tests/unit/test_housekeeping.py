@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.beat.housekeeping import purge_expired, record_workers, sweep_stale
 from shared import states
 from shared.artifacts import Removal, artifact_of, artifacts_of, inside_store, remove_artifact
 from shared.db import housekeeping as repo
-from shared.db import repo as jobs_repo
 from shared.db.engine import get_engine
 from shared.db.models import Job
-from shared.jobs import parse_job
 from shared.settings import Settings
 from shared.states import State
+from tests.aged_jobs import aged_job
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -37,37 +35,6 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
     )
 
 
-def _job(
-    session: Session,
-    state: State,
-    *,
-    age: timedelta,
-    result: Any = None,
-    progress: dict[str, Any] | None = None,
-) -> str:
-    """A job that reached ``state`` ``age`` before NOW."""
-    request = parse_job({"task": "text-classification", "model": "m", "inputs": "x"}).with_id()
-    job_id = request.id or ""
-    jobs_repo.insert_job(session, request, inline_limit=1024)
-    if state is not State.QUEUED:
-        states.start(session, job_id, worker="w")
-        states.heartbeat(session, job_id, progress=progress)
-    if state is State.SUCCEEDED:
-        states.succeed(session, job_id, result)
-    elif state is State.FAILED:
-        states.fail(session, job_id, error_type="model_failure", message="boom")
-    elif state is State.CANCELLED:
-        states.finish_cancelled(session, job_id)
-    when = NOW - age
-    finished = when if state.terminal else None
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(created_at=when, updated_at=when, heartbeat_at=when, finished_at=finished)
-    )
-    return job_id
-
-
 def _ids(db_url: str) -> set[str]:
     with Session(get_engine(db_url)) as session:
         return set(session.scalars(select(Job.id)))
@@ -75,13 +42,15 @@ def _ids(db_url: str) -> set[str]:
 
 def test_each_state_is_kept_for_its_own_retention(settings: Settings, db_url: str) -> None:
     with Session(get_engine(db_url)) as session, session.begin():
-        old_success = _job(session, State.SUCCEEDED, age=DAY + timedelta(minutes=1))
-        young_success = _job(session, State.SUCCEEDED, age=DAY - timedelta(minutes=1))
-        failure_in_retention = _job(session, State.FAILED, age=2 * DAY)
-        old_failure = _job(session, State.FAILED, age=4 * DAY)
-        ancient_cancel = _job(session, State.CANCELLED, age=365 * DAY)  # retention: never
-        ancient_queued = _job(session, State.QUEUED, age=365 * DAY)  # not finished
-        ancient_running = _job(session, State.RUNNING, age=365 * DAY)
+        old_success = aged_job(session, State.SUCCEEDED, age=DAY + timedelta(minutes=1), now=NOW)
+        young_success = aged_job(session, State.SUCCEEDED, age=DAY - timedelta(minutes=1), now=NOW)
+        failure_in_retention = aged_job(session, State.FAILED, age=2 * DAY, now=NOW)
+        old_failure = aged_job(session, State.FAILED, age=4 * DAY, now=NOW)
+        ancient_cancel = aged_job(
+            session, State.CANCELLED, age=365 * DAY, now=NOW
+        )  # retention: never
+        ancient_queued = aged_job(session, State.QUEUED, age=365 * DAY, now=NOW)  # not finished
+        ancient_running = aged_job(session, State.RUNNING, age=365 * DAY, now=NOW)
     purge = purge_expired(settings, now=NOW)
     assert purge.deleted == 2
     assert _ids(db_url) == {
@@ -109,17 +78,23 @@ def test_artifacts_go_with_their_jobs_and_only_inside_the_store(
     (store / "escape").symlink_to(outside)
     with Session(get_engine(db_url)) as session, session.begin():
         old = DAY * 2
-        _job(session, State.SUCCEEDED, age=old, result={"artifact": "runs/expired"})
+        aged_job(session, State.SUCCEEDED, age=old, result={"artifact": "runs/expired"}, now=NOW)
         # A job that failed midway names its files in its progress.
         progress = {"step": 3, "artifact": str(store / "single.bin")}
-        _job(session, State.FAILED, age=4 * DAY, progress=progress)
-        _job(session, State.SUCCEEDED, age=old, result={"artifact": "../precious"})
-        _job(session, State.SUCCEEDED, age=old, result={"artifact": str(outside)})
-        _job(session, State.SUCCEEDED, age=old, result={"artifact": "escape"})
-        _job(session, State.SUCCEEDED, age=old, result={"artifact": "."})
-        _job(session, State.SUCCEEDED, age=old, result={"artifact": "runs/never-written"})
-        kept = _job(
-            session, State.SUCCEEDED, age=timedelta(hours=1), result={"artifact": "runs/kept"}
+        aged_job(session, State.FAILED, age=4 * DAY, progress=progress, now=NOW)
+        aged_job(session, State.SUCCEEDED, age=old, result={"artifact": "../precious"}, now=NOW)
+        aged_job(session, State.SUCCEEDED, age=old, result={"artifact": str(outside)}, now=NOW)
+        aged_job(session, State.SUCCEEDED, age=old, result={"artifact": "escape"}, now=NOW)
+        aged_job(session, State.SUCCEEDED, age=old, result={"artifact": "."}, now=NOW)
+        aged_job(
+            session, State.SUCCEEDED, age=old, result={"artifact": "runs/never-written"}, now=NOW
+        )
+        kept = aged_job(
+            session,
+            State.SUCCEEDED,
+            age=timedelta(hours=1),
+            result={"artifact": "runs/kept"},
+            now=NOW,
         )
     purge = purge_expired(settings, now=NOW)
     assert purge.deleted == 7 and _ids(db_url) == {kept}
@@ -133,16 +108,20 @@ def test_artifacts_go_with_their_jobs_and_only_inside_the_store(
 def test_large_backlogs_are_deleted_in_batches(settings: Settings, db_url: str) -> None:
     with Session(get_engine(db_url)) as session, session.begin():
         for _ in range(7):
-            _job(session, State.SUCCEEDED, age=2 * DAY)
-        young = _job(session, State.SUCCEEDED, age=timedelta(0))
+            aged_job(session, State.SUCCEEDED, age=2 * DAY, now=NOW)
+        young = aged_job(session, State.SUCCEEDED, age=timedelta(0), now=NOW)
     assert purge_expired(settings, now=NOW, batch=3).deleted == 7
     assert _ids(db_url) == {young}
 
 
 def test_stale_running_jobs_are_failed(settings: Settings, db_url: str) -> None:
     with Session(get_engine(db_url)) as session, session.begin():
-        silent = _job(session, State.RUNNING, age=settings.heartbeat_timeout + timedelta(seconds=1))
-        alive = _job(session, State.RUNNING, age=settings.heartbeat_timeout - timedelta(seconds=1))
+        silent = aged_job(
+            session, State.RUNNING, age=settings.heartbeat_timeout + timedelta(seconds=1), now=NOW
+        )
+        alive = aged_job(
+            session, State.RUNNING, age=settings.heartbeat_timeout - timedelta(seconds=1), now=NOW
+        )
     assert sweep_stale(settings, now=NOW) == [silent]
     with Session(get_engine(db_url)) as session:
         assert states.current(session, silent) is State.FAILED
