@@ -215,10 +215,10 @@ def start_many(
     return found
 
 
-def _per_job(values: dict[str, Any], type_: Any = None) -> Any:
-    """A column value that differs by job: ``CASE id WHEN :id THEN :value ... END``."""
+def _per_job(values: dict[str, Any], type_: Any = None, *, else_: Any = None) -> Any:
+    """A column value that differs by job: ``CASE id WHEN :id THEN :value ... [ELSE ...] END``."""
     whens = {job_id: literal(value, type_) for job_id, value in values.items()}
-    return case(whens, value=JOBS.c.id)
+    return case(whens, value=JOBS.c.id, else_=else_)
 
 
 def succeed(session: Session, job_id: str, result: Any, *, lease: str | None = None) -> bool:
@@ -238,12 +238,18 @@ def succeed(session: Session, job_id: str, result: Any, *, lease: str | None = N
 
 
 def succeed_many(
-    session: Session, results: dict[str, tuple[str, Any]], *, now: datetime | None = None
+    session: Session,
+    results: dict[str, tuple[str, Any]],
+    *,
+    progress: dict[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> set[str]:
     """:func:`succeed` for many jobs at once (``results``: job id to its lease and result), in
     one ``UPDATE ... RETURNING``: each job only while its lease holds it and no cancel was
-    asked. Returns the ids written; the caller sorts out the others one by one."""
+    asked; ``progress`` (by job id, for some) is written with it. Returns the ids written;
+    the caller sorts out the others one by one."""
     now = now or utcnow()
+    extra = {"progress": _per_job(progress, JSONType, else_=JOBS.c.progress)} if progress else {}
     leases = {job_id: lease for job_id, (lease, _result) in results.items()}
     values = {job_id: result for job_id, (_lease, result) in results.items()}
     statement = (
@@ -261,6 +267,7 @@ def succeed_many(
             error_message=None,
             updated_at=now,
             finished_at=now,
+            **extra,
         )
         .returning(JOBS.c.id)
         .execution_options(synchronize_session=False)

@@ -9,6 +9,7 @@ to the real handler untouched:
 - ``fault:wait=S``        a long job that checks for a stop while it waits S seconds
 - ``fault:oom>N``         CUDA-style out of memory whenever the batch has more than N items
 - ``fault:raise``         a bug in the handler (RuntimeError)
+- ``fault:progress=N``    reports progress (step N of N) and returns at once
 
 ``python -m tests.faults [pipeq worker options]`` starts a real ``pipeq worker``
 whose handlers are all wrapped so (the integration tests and ``make chaos`` use it).
@@ -76,6 +77,9 @@ class FaultyHandler(Handler[Any]):
                 raise OutOfMemoryError(f"CUDA out of memory on a batch of {len(items)} (injected)")
         elif fault == "raise":
             raise RuntimeError("injected bug")
+        elif fault is not None and fault.startswith("progress="):
+            steps = int(fault.removeprefix("progress="))
+            current().report({"stage": "training", "step": steps, "max_steps": steps})
         real = [item for item in items if not (isinstance(item, str) and item.startswith(PREFIX))]
         outputs = self.inner.predict(loaded, real, params) if real else []
         it = iter(outputs)

@@ -151,11 +151,13 @@ class Rows:
         result: Any = None,
         code: str = "",
         message: str = "",
+        progress: dict[str, Any] | None = None,
     ) -> str:
-        """Write the attempt's outcome, if it still holds the job; returns the job's state."""
+        """Write the attempt's outcome (and its last ``progress``, if given), if it still
+        holds the job; returns the job's state."""
         if ending is Ending.FAILED or ending is Ending.TIMEOUT:
             log.info("job %s failed: %s", job_id, message, extra={"job_id": job_id})
-        end = _End(job_id, lease, ending, result, code, message)
+        end = _End(job_id, lease, ending, result, code, message, progress)
         if ending is Ending.SUCCEEDED and lease is not None:  # the common case: in bulk
             state: str = self.group.run(
                 lambda session: self._succeed_many(session, [end])[0],
@@ -169,7 +171,9 @@ class Rows:
         whose cancel was not asked, one for their attempts; any other, one by one."""
         firsts, again = _first_of_each(ends, lambda end: end.job_id)
         won = states.succeed_many(
-            session, {end.job_id: (end.lease or "", end.result) for end in firsts}
+            session,
+            {end.job_id: (end.lease or "", end.result) for end in firsts},
+            progress={end.job_id: end.progress for end in firsts if end.progress is not None},
         )
         leases = [end.lease or "" for end in firsts if end.job_id in won]
         if leases:
@@ -184,6 +188,8 @@ class Rows:
     def _finish(self, session: Session, end: _End) -> str:
         """One attempt's outcome: cancelled if a cancel was asked, superseded if it lost."""
         job_id, lease, ending = end.job_id, end.lease, end.ending
+        if end.progress is not None and lease is not None:
+            states.heartbeat(session, job_id, lease=lease, progress=end.progress)
         won = False
         final = ending
         if ending is Ending.SUCCEEDED and states.cancel_requested(session, job_id):
@@ -264,6 +270,7 @@ class _End:
     result: Any = None
     code: str = ""
     message: str = ""
+    progress: dict[str, Any] | None = None
 
 
 def _first_of_each(items: list[A], key: Callable[[A], str]) -> tuple[list[A], list[A]]:

@@ -199,24 +199,29 @@ class JobRunner:
     def _run_claimed(self, request: JobRequest, control: JobControl) -> str:
         job_id, lease = control.job_id, control.lease
         begun = time.perf_counter()
+
+        def finish(ending: Ending, **outcome: Any) -> str:
+            # Progress the supervisor has not written yet (a short run ends between two
+            # heartbeats) lands with the outcome: a finished job shows its last step and loss.
+            progress = control.progress if control.progress_changed else None
+            return self.rows.finish(job_id, lease, ending, progress=progress, **outcome)
+
         try:
             result = self.execute(request, control)
             control.finish()  # no time limit on writing the outcome (the DB may be away)
         except JobCancelled:
-            return self.rows.finish(job_id, lease, Ending.CANCELLED)
+            return finish(Ending.CANCELLED)
         except Superseded as exc:
             log.warning("job %s: %s", job_id, exc, extra={"job_id": job_id})
             return self.rows.finish(job_id, lease, Ending.SUPERSEDED)
         except JobTimeout as exc:
-            return self.rows.finish(job_id, lease, Ending.TIMEOUT, code=exc.code, message=str(exc))
+            return finish(Ending.TIMEOUT, code=exc.code, message=str(exc))
         except JobError as exc:
-            return self.rows.finish(job_id, lease, Ending.FAILED, code=exc.code, message=str(exc))
+            return finish(Ending.FAILED, code=exc.code, message=str(exc))
         except Exception as exc:  # a bug: fail the job, keep the worker
             log.exception("job %s: internal error", job_id, extra={"job_id": job_id})
             message = f"internal error: {type(exc).__name__}: {exc}"
-            return self.rows.finish(
-                job_id, lease, Ending.FAILED, code="internal_error", message=message
-            )
+            return finish(Ending.FAILED, code="internal_error", message=message)
         log.info(
             "job %s: %s on %s in %.1f ms",
             job_id,
@@ -225,7 +230,7 @@ class JobRunner:
             (time.perf_counter() - begun) * 1000,
             extra={"job_id": job_id},
         )
-        return self.rows.finish(job_id, lease, Ending.SUCCEEDED, result=result)
+        return finish(Ending.SUCCEEDED, result=result)
 
     def parse(self, raw: Any, job_id: str) -> JobRequest:
         check_json(raw)

@@ -32,8 +32,10 @@ def fake_handlers(task: str) -> FaultyHandler:
 @contextlib.contextmanager
 def fake_runner(db_url: str, home: Path, **settings: Any) -> Iterator[JobRunner]:
     """A runner with quick heartbeats, ``settings`` on top, and its supervisor running."""
-    config = Settings(database_url=db_url, home=home, heartbeat_seconds=0.05, **settings)
-    supervisor = Supervisor(db_url=db_url, heartbeat_seconds=0.05, poll_seconds=0.05).start()
+    config = Settings(database_url=db_url, home=home, **{"heartbeat_seconds": 0.05, **settings})
+    supervisor = Supervisor(
+        db_url=db_url, heartbeat_seconds=config.heartbeat_seconds, poll_seconds=0.05
+    ).start()
     try:
         yield JobRunner(
             FakeModels(),

@@ -202,3 +202,17 @@ def test_a_second_suspect_is_not_even_claimed_while_the_first_runs_alone(
     a.join(10)
     b.join(10)
     assert out == ["SUCCEEDED"] and _row(runner, second["id"]).attempts == 2
+
+
+def test_progress_reported_after_the_last_heartbeat_lands_with_the_outcome(
+    db_url: str, tmp_path: Path
+) -> None:
+    # Heartbeats a minute apart: only the terminal write can carry the job's progress.
+    with fake_runner(db_url, tmp_path, heartbeat_seconds=60) as runner:
+        message = _message("fault:progress=24")
+        assert runner.run(message, fallback_id="x") == "SUCCEEDED"
+        assert _row(runner, message["id"]).progress == {
+            "stage": "training",
+            "step": 24,
+            "max_steps": 24,
+        }
