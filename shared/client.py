@@ -46,9 +46,9 @@ from shared.errors import (
     JobNotFound,
     translating,
 )
-from shared.jobs import TASK_NAME, JobRequest, JobView, parse_job
+from shared.jobs import JobRequest, JobView, parse_job
 from shared.messages import check_json
-from shared.publishing import publish_all
+from shared.publishing import publish_all, send_job
 from shared.settings import Settings, get_settings
 from shared.states import State
 
@@ -104,13 +104,7 @@ class Client:
         of the message, so a producer cannot claim one.
         """
         request = request.with_id()
-        message = request.model_dump(mode="json", exclude_none=True)
-        size = len(json.dumps(message).encode())
-        if size > self.settings.max_message_bytes:
-            raise InvalidInput(
-                f"job is {size} bytes; the limit is "
-                f"{self.settings.max_message_bytes} (PIPEQ_MAX_MESSAGE_BYTES)"
-            )
+        message = self._message(request)
         existing = self._insert(request, tenant)
         if existing is not None:
             if existing.state != State.QUEUED:
@@ -135,14 +129,13 @@ class Client:
         away, every job of the call is failed ("not queued") and
         :class:`BrokerUnavailable` raised, as for one job.
         """
-        requests = [self._checked(index, job) for index, job in enumerate(jobs)]
+        checked = [self._checked(index, job) for index, job in enumerate(jobs)]
+        requests = [request for _message, request in checked]
         keyed = {index for index, request in enumerate(requests) if request.idempotency_key}
-        fresh = [request for index, request in enumerate(requests) if index not in keyed]
+        messages = [pair for index, pair in enumerate(checked) if index not in keyed]
+        fresh = [request for _message, request in messages]
         with session_scope(self._db) as session:
             rows = repo.insert_jobs(session, fresh, inline_limit=self.settings.inline_inputs_bytes)
-        messages = [
-            (request.model_dump(mode="json", exclude_none=True), request) for request in fresh
-        ]
         deadline = time.monotonic() + self.settings.publish_retry_seconds
         delay = 0.5
         while True:
@@ -161,22 +154,30 @@ class Client:
             for index, request in enumerate(requests)
         ]
 
-    def _checked(self, index: int, job: dict[str, Any] | JobRequest) -> JobRequest:
-        """A job of :meth:`submit_many`, parsed, with an id, within the size limit."""
+    def _message(self, request: JobRequest) -> dict[str, Any]:
+        """The message of ``request`` (which has its id); refused past the size limit."""
+        message = request.model_dump(mode="json", exclude_none=True)
+        size = len(json.dumps(message).encode())
+        if size > self.settings.max_message_bytes:
+            raise InvalidInput(
+                f"job is {size} bytes; the limit is "
+                f"{self.settings.max_message_bytes} (PIPEQ_MAX_MESSAGE_BYTES)"
+            )
+        return message
+
+    def _checked(
+        self, index: int, job: dict[str, Any] | JobRequest
+    ) -> tuple[dict[str, Any], JobRequest]:
+        """A job of :meth:`submit_many`, parsed, with an id, within the size limit: its
+        message and its request."""
         try:
             if not isinstance(job, JobRequest):
                 check_json(job)
                 job = parse_job(job)
             request = job.with_id()
-            size = len(json.dumps(request.model_dump(mode="json", exclude_none=True)).encode())
-            if size > self.settings.max_message_bytes:
-                raise InvalidInput(
-                    f"job is {size} bytes; the limit is "
-                    f"{self.settings.max_message_bytes} (PIPEQ_MAX_MESSAGE_BYTES)"
-                )
+            return self._message(request), request
         except JobError as exc:  # which job of the lot, and why
             raise InvalidJob(f"job {index}: {exc}") from exc
-        return request
 
     def _not_queued(self, job_ids: builtins.list[str], exc: BrokerUnavailable) -> None:
         with session_scope(self._db) as session:
@@ -205,13 +206,10 @@ class Client:
     def publish(self, message: dict[str, Any], request: JobRequest) -> None:
         """Send ``message`` to its queue; raises :class:`BrokerUnavailable`."""
         with translating("publishing the job"):
-            self.app.send_task(
-                TASK_NAME,
-                args=[message],
-                task_id=request.id,
-                queue=request.queue,
-                routing_key=request.queue,
-                priority=request.priority,
+            send_job(
+                self.app,
+                message,
+                request,
                 retry=True,
                 retry_policy=retry_policy(self.settings.publish_retry_seconds),
             )

@@ -79,6 +79,20 @@ class Confirms:
             )
 
 
+def send_job(app: Celery, message: dict[str, Any], request: JobRequest, **options: Any) -> None:
+    """Publish one job's message as a ``pipeq.run_job`` task to its queue, at its priority,
+    under its id; ``options`` go to ``send_task`` (a producer, retries)."""
+    app.send_task(
+        TASK_NAME,
+        args=[message],
+        task_id=request.id,
+        queue=request.queue,
+        routing_key=request.queue,
+        priority=request.priority,
+        **options,
+    )
+
+
 def publish_all(
     app: Celery, jobs: list[tuple[dict[str, Any], JobRequest]], *, timeout: float = 30.0
 ) -> None:
@@ -91,16 +105,7 @@ def publish_all(
             confirms = Confirms(channel) if hasattr(channel, "_basic_publish") else None
             producer = app.amqp.Producer(channel)
             for message, request in jobs:
-                app.send_task(
-                    TASK_NAME,
-                    args=[message],
-                    task_id=request.id,
-                    queue=request.queue,
-                    routing_key=request.queue,
-                    priority=request.priority,
-                    producer=producer,
-                    retry=False,
-                )
+                send_job(app, message, request, producer=producer, retry=False)
             if confirms is not None:
                 confirms.wait(connection, timeout)
         finally:
