@@ -116,6 +116,7 @@ def run(tiny_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             "PIPEQ_MODELS": str(tiny_registry),
             "PIPEQ_HOME": str(folder / "home"),
             "PIPEQ_LOG_JSON": "true",
+            "PIPEQ_TASK_EVENTS": "true",  # as deployed (compose, k8s)
             "HF_HUB_OFFLINE": "1",
         }
         pipeq("db", "upgrade", env=env)
@@ -124,6 +125,7 @@ def run(tiny_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             database_url=services.database_url,
             models=tiny_registry,
             home=folder / "home",
+            task_events=True,
         )
         events = EventLog(settings)
         events.thread.start()

@@ -69,11 +69,11 @@ def test_celerys_task_lines_get_the_task_id(captured: tuple[logging.Logger, io.S
 
 def test_task_events_follow_the_setting_and_never_run_embedded(tmp_path: Path) -> None:
     amqp = "amqp://guest:guest@localhost:5672//"
-    on = make_app(Settings(broker_url=amqp)).conf
+    on = make_app(Settings(broker_url=amqp, task_events=True)).conf
     assert on.worker_send_task_events is True and on.task_send_sent_event is True
-    off = make_app(Settings(broker_url=amqp, task_events=False)).conf
+    off = make_app(Settings(broker_url=amqp)).conf  # the default
     assert off.worker_send_task_events is False and off.task_send_sent_event is False
-    embedded = make_app(Settings(home=tmp_path)).conf
+    embedded = make_app(Settings(home=tmp_path, task_events=True)).conf
     assert embedded.worker_send_task_events is False
 
 
