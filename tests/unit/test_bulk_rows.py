@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event, select
+from sqlalchemy.engine.default import CACHE_HIT
 from sqlalchemy.orm import Session
 
 from services.worker.rows import Rows, _Claim, _End
@@ -161,3 +163,35 @@ def test_succeed_many_needs_each_jobs_own_lease(session: Session) -> None:
     assert {job_id: s.lease for job_id, s in found.items()} == leases
     swapped = {first.id or "": ("lease-2", 1), second.id or "": ("lease-2", 2)}
     assert states.succeed_many(session, swapped) == {second.id}
+
+
+def test_groups_of_every_size_share_a_few_statement_shapes(db_url: str) -> None:
+    """Groups of 1 to 33 jobs compile one statement per power of two (SQLAlchemy's cache
+    keeps the rest), and a padded group still writes exactly its own jobs, each its own
+    result."""
+    compiled: list[str] = []
+
+    def seen(
+        conn: object, cursor: object, statement: str, params: object, context: Any, *_: object
+    ) -> None:
+        if statement.lstrip().upper().startswith("UPDATE") and context.cache_hit != CACHE_HIT:
+            compiled.append(statement)
+
+    engine = get_engine(db_url)
+    event.listen(engine, "after_cursor_execute", seen)
+    try:
+        for size in range(1, 34):
+            group = [request.id or "" for request in _inserted(db_url, *["t"] * size)]
+            leases = {job_id: f"lease-{job_id}" for job_id in group}
+            results = {job_id: (leases[job_id], [index]) for index, job_id in enumerate(group)}
+            with session_scope(db_url) as session:
+                assert set(states.start_many(session, leases, worker="w")) == set(group)
+                assert states.succeed_many(session, results) == set(group)
+            with session_scope(db_url) as session:
+                stored = {job_id: repo.get_view(session, job_id) for job_id in group}
+            assert {job_id: view.result for job_id, view in stored.items() if view} == {
+                job_id: result for job_id, (_lease, result) in results.items()
+            }
+    finally:
+        event.remove(engine, "after_cursor_execute", seen)
+    assert len(compiled) == 2 * 7  # start_many and succeed_many; 1, 2, 4, ..., 64 WHENs
