@@ -14,7 +14,13 @@
 Every worker serves one registry of one model; figures are taken one scenario at a time.
 For each burst the bench also records where the machine's CPU went (seconds of CPU per
 process group, from /proc) and, from the worker's log, how long its forward passes took:
-what the service spends besides the model.
+what the service spends besides the model, and how busy the whole machine was.
+
+``ceiling_batched_tps`` puts the first target in proportion: the throughput of a service
+that spent, per text, only its share of the in-process batched forward pass (CPU seconds,
+all threads) plus what one bare Celery task costs the producer, RabbitMQ and the worker,
+with every core busy. On a machine where those two costs are of one size, no Celery-based
+service can come near the in-process figure, whatever it does with its database.
 """
 
 from __future__ import annotations
@@ -74,14 +80,16 @@ def _in_process(texts: list[str]) -> dict[str, Any]:
         pipe(item)
         calls.append((time.perf_counter() - started) * 1000)
     single = SINGLE_CALLS / (time.perf_counter() - began)
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     pipe(texts, batch_size=32)
     batched = len(texts) / (time.perf_counter() - began)
+    cpu_per_item = (time.process_time() - cpu_began) * 1000 / len(texts)
     return {
         "inprocess_single_tps": round(single, 1),
         "inprocess_batched_tps": round(batched, 1),
         "inprocess_single_call_ms": round(statistics.median(calls), 2),
         "inprocess_ms_per_batch_of_32": round(32_000 / batched, 1),
+        "inprocess_batched_cpu_ms_per_text": round(cpu_per_item, 2),
     }
 
 
@@ -94,6 +102,7 @@ def cpu_seconds() -> dict[str, float]:
     """CPU seconds used so far by the worker, PostgreSQL, RabbitMQ and this process (Linux)."""
     groups = {
         "services.cli worker": "worker",
+        "tests.bench.noop": "worker",
         "postgres": "postgres",
         "beam.smp": "rabbitmq",
         "rabbitmq": "rabbitmq",
@@ -113,6 +122,18 @@ def cpu_seconds() -> dict[str, float]:
         if group:
             used[group] = used.get(group, 0.0) + seconds
     return used
+
+
+def machine_busy() -> tuple[int, int]:
+    """Jiffies since boot: all, and idle (Linux ``/proc/stat``)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
+def busy_between(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU time that was busy between two :func:`machine_busy`."""
+    total, idle = after[0] - before[0], after[1] - before[1]
+    return round(1 - idle / total, 2) if total else 0.0
 
 
 def _forward_passes(log: str) -> dict[str, float]:
@@ -172,11 +193,13 @@ class Service:
 
         chunks = [texts[i : i + CHUNK] for i in range(0, len(texts), CHUNK)]
         cpu_before, log_before = cpu_seconds(), len(self.worker.log())
+        machine_before = machine_busy()
         began = time.time()
         with ThreadPoolExecutor(PRODUCERS) as pool:
             list(pool.map(submit, chunks))
         rows = self._wait_all(list(submitted))
         cpu_after, log = cpu_seconds(), self.worker.log()[log_before:]
+        busy = busy_between(machine_before, machine_busy())
         print(f"  ({prefix}: {len(texts)} jobs done)", flush=True)
         assert all(state == "SUCCEEDED" for state, _ in rows.values()), "a bench job failed"
         last = max(finished for _, finished in rows.values())
@@ -188,6 +211,7 @@ class Service:
             f"{prefix}_p95_ms": round(percentile(latencies, 95), 1),
             f"{prefix}_wall_s": round(last - began, 2),
             f"{prefix}_cpu_s": cpu,
+            f"{prefix}_machine_busy": busy,
             **{f"{prefix}_{key}": value for key, value in _forward_passes(log).items()},
         }
 
@@ -208,7 +232,7 @@ class Service:
             if len(ended) == len(ids):
                 return ended
             assert time.monotonic() < deadline, f"{len(ids) - len(ended)} jobs never finished"
-            time.sleep(0.1)
+            time.sleep(0.5)  # finish times come from the rows; this only notices the end
 
     def lone_jobs(self, alias: str, texts: list[str]) -> list[float]:
         latencies = []
@@ -221,8 +245,9 @@ class Service:
         return latencies
 
 
-def _bare_celery(ctx: BenchContext, jobs: int, *, concurrency: int) -> float:
-    """Bare Celery no-ops, pipeq's Celery configuration, same broker: tasks per second."""
+def _bare_celery(ctx: BenchContext, jobs: int, *, concurrency: int) -> dict[str, float]:
+    """Bare Celery no-ops, pipeq's Celery configuration, same broker: tasks per second, and
+    the CPU one task costs the producer, RabbitMQ and the worker together."""
     from shared.celery_app import make_app
 
     done = ctx.folder / "noop-done"
@@ -237,6 +262,7 @@ def _bare_celery(ctx: BenchContext, jobs: int, *, concurrency: int) -> float:
     worker.start(timeout=120)
     try:
         app = make_app(Settings(broker_url=ctx.broker_url, database_url=ctx.database_url))
+        cpu_before = cpu_seconds()
         began = time.time()
         with app.producer_or_acquire() as producer:
             for i in range(jobs):
@@ -247,9 +273,29 @@ def _bare_celery(ctx: BenchContext, jobs: int, *, concurrency: int) -> float:
             time.sleep(0.01)
         time.sleep(0.05)
         finished = float(done.read_text())
+        cpu_after = cpu_seconds()
     finally:
         worker.stop()
-    return jobs / (finished - began)
+    spent = sum(cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after)
+    return {
+        "bare_celery_tps": round(jobs / (finished - began), 1),
+        "bare_celery_cpu_ms_per_task": round(spent * 1000 / jobs, 2),
+    }
+
+
+def _ceiling(figures: dict[str, Any]) -> dict[str, Any]:
+    """What a service built on Celery could reach here at best: each text costs its share of
+    the in-process batched forward pass plus one bare Celery message, and every core is busy
+    all the time with nothing else (no database, no bookkeeping, no idle gaps)."""
+    cores = os.cpu_count() or 1
+    per_job_ms = (
+        figures["inprocess_batched_cpu_ms_per_text"] + figures["bare_celery_cpu_ms_per_task"]
+    )
+    ceiling = cores * 1000 / per_job_ms
+    return {
+        "ceiling_batched_tps": round(ceiling, 1),
+        "ratio_ceiling_vs_inprocess_batched": round(ceiling / figures["inprocess_batched_tps"], 2),
+    }
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
@@ -281,7 +327,8 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     from shared.registry import load_registry
 
     threads = default_concurrency(load_registry(tiny).for_queues(("nlp",)))
-    figures["bare_celery_tps"] = round(_bare_celery(ctx, JOBS, concurrency=threads), 1)
+    figures.update(_bare_celery(ctx, JOBS, concurrency=threads))
+    figures.update(_ceiling(figures))
 
     figures["ratio_batched_vs_inprocess_batched"] = round(
         figures["service_batched_tps"] / figures["inprocess_batched_tps"], 2
