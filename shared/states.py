@@ -216,17 +216,17 @@ def start_many(
 
 
 def _per_job(values: dict[str, Any], type_: Any = None, *, else_: Any = None) -> Any:
-    """A column value that differs by job: ``CASE id WHEN :id THEN :value ... [ELSE ...] END``.
+    """A column value that differs by job: ``CASE WHEN id = :id THEN :value ... [ELSE ...] END``.
 
     The WHENs are padded to a power of two with an id no job has: SQLAlchemy compiles one
     statement per shape, and a worker's groups come in every size from 1 to twice its batch,
     so unpadded a fresh worker spent a share of its first thousand jobs compiling SQL.
     """
-    whens = [(job_id, literal(value, type_)) for job_id, value in values.items()]
+    thens = [(job_id, literal(value, type_)) for job_id, value in values.items()]
     # Each padding its own element, of the values' type: either would change the cache key.
-    kind = whens[0][1].type if whens else type_
-    whens += [(NO_JOB, literal(None, kind)) for _ in range(_bucket(len(whens)) - len(whens))]
-    return case(*whens, value=JOBS.c.id, else_=else_)
+    kind = thens[0][1].type if thens else type_
+    thens += [(NO_JOB, literal(None, kind)) for _ in range(_bucket(len(thens)) - len(thens))]
+    return case(*((JOBS.c.id == job_id, then) for job_id, then in thens), else_=else_)
 
 
 #: An id that no job has (ids are UUIDs), for padding.
