@@ -49,6 +49,7 @@ from shared.errors import (
 from shared.jobs import JobRequest, JobView, parse_job
 from shared.messages import check_json
 from shared.publishing import publish_all, send_job
+from shared.retrying import with_backoff
 from shared.settings import Settings, get_settings
 from shared.states import State
 
@@ -136,18 +137,17 @@ class Client:
         fresh = [request for _message, request in messages]
         with session_scope(self._db) as session:
             rows = repo.insert_jobs(session, fresh, inline_limit=self.settings.inline_inputs_bytes)
-        deadline = time.monotonic() + self.settings.publish_retry_seconds
-        delay = 0.5
-        while True:
-            try:
-                publish_all(self.app, messages)
-                break
-            except BrokerUnavailable as exc:
-                if time.monotonic() + delay > deadline:
-                    self._not_queued([request.id or "" for request in fresh], exc)
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        try:
+            with_backoff(
+                lambda: publish_all(self.app, messages),
+                errors=BrokerUnavailable,
+                seconds=self.settings.publish_retry_seconds,
+                first=0.5,
+                most=2.0,
+            )
+        except BrokerUnavailable as exc:
+            self._not_queued([request.id or "" for request in fresh], exc)
+            raise
         views = iter(repo.to_view(row) for row in rows)
         return [
             self.submit_request(request) if index in keyed else next(views)

@@ -30,6 +30,7 @@ from shared.db.engine import session_scope
 from shared.deadletters import DeadLetter, Verdict, redrive_headers, settle
 from shared.errors import DatabaseUnavailable
 from shared.queues import EXCHANGE, dead_letter_queue
+from shared.retrying import with_backoff
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,22 +119,18 @@ class DeadLetterConsumer(ConsumerProducerMixin):  # type: ignore[misc]
         return True
 
     def _settle(self, letter: DeadLetter) -> tuple[Verdict, str | None]:
-        deadline = time.monotonic() + self.db_retry_seconds
-        delay = 0.2
-        while True:
-            try:
-                with session_scope(self.db_url) as session:
-                    return settle(
-                        session,
-                        letter,
-                        inline_limit=self.settings.inline_inputs_bytes,
-                        lease_seconds=self.settings.lease_seconds,
-                    )
-            except DatabaseUnavailable:
-                if time.monotonic() + delay > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        def once() -> tuple[Verdict, str | None]:
+            with session_scope(self.db_url) as session:
+                return settle(
+                    session,
+                    letter,
+                    inline_limit=self.settings.inline_inputs_bytes,
+                    lease_seconds=self.settings.lease_seconds,
+                )
+
+        return with_backoff(
+            once, errors=DatabaseUnavailable, seconds=self.db_retry_seconds, first=0.2, most=5.0
+        )
 
     def start_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self.run_forever, name="pipeq-dead-letters", daemon=True)

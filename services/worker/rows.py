@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from shared.db.models import Job, utcnow
 from shared.errors import DatabaseUnavailable, PipeqError
 from shared.jobs import JobRequest
 from shared.messages import job_id_of, storable
+from shared.retrying import with_backoff
 from shared.settings import Settings
 from shared.states import Outcome, Started, State
 
@@ -242,18 +242,22 @@ class Rows:
 
     def persist_alone(self, write: Callable[[Session], T]) -> T:
         """Run ``write`` in a transaction of its own, retrying while the DB is away."""
-        deadline = time.monotonic() + self.retry_seconds
-        delay = 0.2
-        while True:
-            try:
-                with session_scope(self.db_url) as session:
-                    return write(session)
-            except DatabaseUnavailable as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("database unavailable, retrying in %.1f s: %s", delay, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+
+        def once() -> T:
+            with session_scope(self.db_url) as session:
+                return write(session)
+
+        def retrying(exc: BaseException, delay: float) -> None:
+            log.warning("database unavailable, retrying in %.1f s: %s", delay, exc)
+
+        return with_backoff(
+            once,
+            errors=DatabaseUnavailable,
+            seconds=self.retry_seconds,
+            first=0.2,
+            most=10.0,
+            on_retry=retrying,
+        )
 
 
 @dataclass(frozen=True)
