@@ -32,13 +32,14 @@ Functions take the caller's session and never commit.
 from __future__ import annotations
 
 import enum
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 
-from sqlalchemy import CursorResult, Table, case, literal, or_, select, update
+from sqlalchemy import CursorResult, Table, case, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.db.models import Job, JSONType, utcnow
@@ -213,6 +214,159 @@ def start_many(
             else:
                 found[job_id] = Started(Outcome.FINISHED, state=State(state))
     return found
+
+
+# -- PostgreSQL: the worker's two commonest writes, one statement each -----------------------
+#
+# A job's claim and its success are each a few statements through SQLAlchemy Core above
+# (read the row, update it, log the attempt); on PostgreSQL each is one statement over array
+# parameters (``unnest``), with the attempt log written by the same statement. The text is
+# the same for a group of any size (nothing to compile again), and a lone job's claim or
+# success is one round trip and a commit. Jobs these statements do not write are left as
+# they were, for the general path to sort out; SQLite (the embedded default) always takes it.
+# Each names its rows by primary key as an array too (``id = ANY(:ids)``), so the planner
+# looks them up by index whatever its statistics say of a table that grew since.
+
+
+def on_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+class Claim(NamedTuple):
+    """A claim of :func:`start_matching`: the job, the new lease, and what its message says
+    (the row must say the same to be claimed)."""
+
+    job_id: str
+    lease: str
+    task: str
+    model: str
+    inputs_digest: str
+    params: dict[str, Any]
+
+
+_START_MATCHING = text("""
+WITH claim AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS text[]), CAST(:leases AS text[]), CAST(:tasks AS text[]),
+        CAST(:models AS text[]), CAST(:digests AS text[]), CAST(:params AS jsonb[])
+    ) AS c(id, lease, task, model, digest, params)
+),
+started AS (
+    UPDATE jobs SET state = 'RUNNING', worker = :worker, lease = claim.lease,
+        attempts = jobs.attempts + 1, started_at = :now, heartbeat_at = :now, updated_at = :now
+    FROM claim
+    WHERE jobs.id = ANY(CAST(:ids AS text[])) AND jobs.id = claim.id AND jobs.task = claim.task AND jobs.model = claim.model
+        AND jobs.inputs_digest = claim.digest
+        AND COALESCE(jobs.params, '{}'::jsonb) = claim.params
+        AND (jobs.state = 'QUEUED' OR (jobs.state = 'RUNNING' AND (
+            CAST(:stale AS timestamptz) IS NULL OR jobs.heartbeat_at IS NULL
+            OR jobs.heartbeat_at < CAST(:stale AS timestamptz))))
+    RETURNING jobs.id, jobs.lease, jobs.attempts, jobs.created_at
+),
+lost AS (
+    UPDATE job_attempts SET outcome = 'lost', finished_at = :now
+    WHERE job_id IN (SELECT id FROM started WHERE attempts > 1) AND outcome IS NULL
+),
+logged AS (
+    INSERT INTO job_attempts (lease, job_id, attempt, worker, started_at)
+    SELECT lease, id, attempts, :worker, :now FROM started
+)
+SELECT id, attempts, created_at FROM started
+""")
+
+
+def start_matching(
+    session: Session,
+    claims: list[Claim],
+    *,
+    worker: str,
+    stale_after: timedelta | None = None,
+    now: datetime | None = None,
+) -> dict[str, Started]:
+    """PostgreSQL: :func:`start_many` for the jobs whose rows match their claims (task,
+    model, inputs digest, parameters), each claim's attempt logged as
+    :func:`shared.attempts.open_many` does (an earlier open one closed as lost), in one
+    statement. Only the jobs started are in the answer; the others (no row, another job's
+    row, finished, busy) are untouched."""
+    now = now or utcnow()
+    rows = session.execute(
+        _START_MATCHING,
+        {
+            "ids": [claim.job_id for claim in claims],
+            "leases": [claim.lease for claim in claims],
+            "tasks": [claim.task for claim in claims],
+            "models": [claim.model for claim in claims],
+            "digests": [claim.inputs_digest for claim in claims],
+            "params": [json.dumps(claim.params) for claim in claims],
+            "worker": worker[:255],
+            "now": now,
+            "stale": None if stale_after is None else now - stale_after,
+        },
+    )
+    leases = {claim.job_id: claim.lease for claim in claims}
+    return {
+        job_id: Started(
+            Outcome.STARTED,
+            attempt=attempt,
+            state=State.RUNNING,
+            lease=leases[job_id],
+            created_at=created,
+            started_at=now,
+        )
+        for job_id, attempt, created in rows
+    }
+
+
+_SUCCEED_CLOSING = text("""
+WITH ending AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS text[]), CAST(:leases AS text[]), CAST(:results AS jsonb[]),
+        CAST(:progress AS jsonb[])
+    ) AS e(id, lease, result, progress)
+),
+done AS (
+    UPDATE jobs SET state = 'SUCCEEDED', result = ending.result, error_type = NULL,
+        error_message = NULL, updated_at = :now, finished_at = :now,
+        progress = COALESCE(ending.progress, jobs.progress)
+    FROM ending
+    WHERE jobs.id = ANY(CAST(:ids AS text[])) AND jobs.id = ending.id AND jobs.state = 'RUNNING' AND jobs.lease = ending.lease
+        AND jobs.cancel_requested IS NOT TRUE
+    RETURNING jobs.id, jobs.lease
+),
+closed AS (
+    UPDATE job_attempts SET outcome = 'succeeded', finished_at = :now
+    WHERE lease = ANY(CAST(:leases AS text[])) AND lease IN (SELECT lease FROM done)
+        AND outcome IS NULL
+)
+SELECT id FROM done
+""")
+
+
+def succeed_closing(
+    session: Session,
+    results: dict[str, tuple[str, Any]],
+    *,
+    progress: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> set[str]:
+    """PostgreSQL: :func:`succeed_many` with each written job's attempt closed as succeeded
+    (:func:`shared.attempts.close_many`), in one statement; the ids written."""
+    now = now or utcnow()
+    progress = progress or {}
+    found = session.execute(
+        _SUCCEED_CLOSING,
+        {
+            "ids": list(results),
+            "leases": [lease for lease, _result in results.values()],
+            "results": [json.dumps(result) for _lease, result in results.values()],
+            "progress": [
+                None if progress.get(job_id) is None else json.dumps(progress[job_id])
+                for job_id in results
+            ],
+            "now": now,
+        },
+    )
+    return {job_id for (job_id,) in found}
 
 
 def _per_job(values: dict[str, Any], type_: Any = None, *, else_: Any = None) -> Any:

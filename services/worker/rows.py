@@ -108,8 +108,27 @@ class Rows:
 
     def _claim_many(self, session: Session, claims: list[_Claim]) -> list[Started]:
         """Claim jobs together: rows ensured, identities checked, each job started under its
-        own lease and its attempt logged, with four statements for the lot."""
+        own lease and its attempt logged, with four statements for the lot. On PostgreSQL
+        one statement claims every job whose row matches its message (the common case);
+        the general way sorts out the rest."""
         firsts, again = _first_of_each(claims, lambda claim: claim.request.id or "")
+        quick: dict[str, Started] = {}
+        if states.on_postgres(session):
+            quick = states.start_matching(
+                session,
+                [_matching(claim.request) for claim in firsts],
+                worker=self.worker,
+                stale_after=firsts[0].stale_after,
+            )
+            firsts = [claim for claim in firsts if claim.request.id not in quick]
+        found = self._claim_generally(session, firsts) if firsts else {}
+        found.update(quick)
+        # A second copy of a message in the same group: claimed after the first, it finds it.
+        repeated = {id(claim): self._claim_many(session, [claim])[0] for claim in again}
+        return [repeated.get(id(claim)) or found[claim.request.id or ""] for claim in claims]
+
+    def _claim_generally(self, session: Session, firsts: list[_Claim]) -> dict[str, Started]:
+        """Claims of distinct jobs, whatever their rows hold (or if they have none)."""
         requests = {claim.request.id or "": claim.request for claim in firsts}
         known = _identities(session, list(requests))
         absent = [request for job_id, request in requests.items() if job_id not in known]
@@ -138,9 +157,7 @@ class Rows:
         attempts.open_many(session, claimed, worker=self.worker)
         for job_id in conflicts:
             found[job_id] = Started(Outcome.CONFLICT, state=states.current(session, job_id))
-        # A second copy of a message in the same group: claimed after the first, it finds it.
-        repeated = {id(claim): self._claim_many(session, [claim])[0] for claim in again}
-        return [repeated.get(id(claim)) or found[claim.request.id or ""] for claim in claims]
+        return found
 
     def finish(
         self,
@@ -170,14 +187,15 @@ class Rows:
         """Successes together: one ``UPDATE`` for the jobs whose lease still holds them and
         whose cancel was not asked, one for their attempts; any other, one by one."""
         firsts, again = _first_of_each(ends, lambda end: end.job_id)
-        won = states.succeed_many(
-            session,
-            {end.job_id: (end.lease or "", end.result) for end in firsts},
-            progress={end.job_id: end.progress for end in firsts if end.progress is not None},
-        )
-        leases = [end.lease or "" for end in firsts if end.job_id in won]
-        if leases:
-            attempts.close_many(session, leases, Ending.SUCCEEDED)
+        results = {end.job_id: (end.lease or "", end.result) for end in firsts}
+        progress = {end.job_id: end.progress for end in firsts if end.progress is not None}
+        if states.on_postgres(session):  # the attempts closed by the same statement
+            won = states.succeed_closing(session, results, progress=progress)
+        else:
+            won = states.succeed_many(session, results, progress=progress)
+            leases = [end.lease or "" for end in firsts if end.job_id in won]
+            if leases:
+                attempts.close_many(session, leases, Ending.SUCCEEDED)
         answers = {
             id(end): str(State.SUCCEEDED) if end.job_id in won else self._finish(session, end)
             for end in firsts
@@ -244,7 +262,8 @@ class Rows:
         """Run ``write`` in a transaction of its own, retrying while the DB is away."""
 
         def once() -> T:
-            with session_scope(self.db_url) as session:
+            # No ping: a connection lost with a restarted server fails this try, not the next.
+            with session_scope(self.db_url, ping=False) as session:
                 return write(session)
 
         def retrying(exc: BaseException, delay: float) -> None:
@@ -275,6 +294,14 @@ class _End:
     code: str = ""
     message: str = ""
     progress: dict[str, Any] | None = None
+
+
+def _matching(request: JobRequest) -> states.Claim:
+    """A claim of ``request``'s job under a new lease, if its row holds what the message says."""
+    digest, _size = repo.digest(request.inputs)
+    return states.Claim(
+        request.id or "", str(uuid.uuid4()), request.task, request.model, digest, request.params
+    )
 
 
 def _first_of_each(items: list[A], key: Callable[[A], str]) -> tuple[list[A], list[A]]:

@@ -4,6 +4,7 @@ CONFLICT for a mismatched message, cancel and superseded sorted out one by one).
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,7 @@ def test_groups_of_every_size_share_a_few_statement_shapes(db_url: str) -> None:
     try:
         for size in range(1, 34):
             group = [request.id or "" for request in _inserted(db_url, *["t"] * size)]
-            leases = {job_id: f"lease-{job_id}" for job_id in group}
+            leases = {job_id: str(uuid.uuid4()) for job_id in group}
             results = {job_id: (leases[job_id], [index]) for index, job_id in enumerate(group)}
             with session_scope(db_url) as session:
                 assert set(states.start_many(session, leases, worker="w")) == set(group)

@@ -1,0 +1,95 @@
+"""The worker's bulk row writes on PostgreSQL, where a group's claims and its successes are
+one statement each (``states.start_matching``, ``states.succeed_closing``): the unit tier's
+tests again, on the real database, and what only the one-statement path could get wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from services.worker.rows import Rows, _Claim, _End
+from shared.attempts import Ending
+from shared.db import repo
+from shared.db.engine import session_scope
+from shared.db.models import JobAttempt
+from shared.jobs import JobRequest, parse_job
+from shared.settings import Settings
+from shared.states import Outcome
+from tests.unit import test_bulk_rows as unit
+from tests.unit.test_bulk_rows import (  # noqa: F401 (collected here, on PostgreSQL)
+    test_a_group_of_claims_starts_every_job_under_its_own_lease,
+    test_a_group_of_successes_writes_each_result_once_and_sorts_out_the_rest,
+    test_a_group_takes_over_a_silent_job_and_waits_on_a_live_one,
+    test_groups_of_every_size_share_a_few_statement_shapes,
+    test_in_a_group_a_second_copy_is_busy_a_mismatch_conflicts_and_absent_rows_are_made,
+)
+
+
+@pytest.fixture
+def db_url(settings: Settings) -> str:
+    return settings.resolved_database_url
+
+
+def _request(text: str, params: dict[str, object]) -> JobRequest:
+    """A job with ``params`` as given (nested values too: the comparison is what is tested)."""
+    job = {"task": "text-classification", "model": "m", "inputs": text}
+    return parse_job(job).with_id().model_copy(update={"params": params})
+
+
+def _claim(rows: Rows, db_url: str, requests: list[JobRequest]) -> list[unit.states.Started]:
+    with session_scope(db_url) as session:
+        return rows._claim_many(session, [_Claim(request, unit.LEASE) for request in requests])
+
+
+def test_a_group_is_claimed_and_succeeds_in_one_statement_each(db_url: str, tmp_path: Path) -> None:
+    requests = unit._inserted(db_url, *(f"text {i}" for i in range(20)))
+    rows = unit._rows(db_url, tmp_path)
+    with unit.Statements(db_url) as claiming:
+        started = _claim(rows, db_url, requests)
+    ends = [
+        _End(request.id or "", s.lease, Ending.SUCCEEDED, result={"n": index})
+        for index, (request, s) in enumerate(zip(requests, started, strict=True))
+    ]
+    with unit.Statements(db_url) as succeeding, session_scope(db_url) as session:
+        assert rows._succeed_many(session, ends) == ["SUCCEEDED"] * 20
+    assert (claiming.count, succeeding.count) == (1, 1)
+    with session_scope(db_url) as session:
+        views = [repo.get_view(session, request.id or "") for request in requests]
+        query = select(JobAttempt.outcome).where(JobAttempt.job_id.in_([r.id for r in requests]))
+        outcomes = session.scalars(query).all()
+    assert [view.result for view in views if view] == [{"n": index} for index in range(20)]
+    assert outcomes == ["succeeded"] * 20
+
+
+def test_parameters_must_match_the_row_as_json_not_as_text(db_url: str, tmp_path: Path) -> None:
+    """The row's parameters are compared as JSON values: key order does not matter, a changed
+    value does (that claim is a conflict, found the general way)."""
+    params = {"top_k": 2, "options": {"b": [1, 2.5], "a": None}}
+    same, changed = _request("same", params), _request("changed", params)
+    with session_scope(db_url) as session:
+        repo.insert_jobs(session, [same, changed], inline_limit=1024)
+    reordered = same.model_copy(
+        update={"params": {"options": {"a": None, "b": [1, 2.5]}, "top_k": 2}}
+    )
+    tampered = changed.model_copy(update={"params": {**params, "top_k": 3}})
+    started = _claim(unit._rows(db_url, tmp_path), db_url, [reordered, tampered])
+    assert [s.outcome for s in started] == [Outcome.STARTED, Outcome.CONFLICT]
+
+
+def test_a_success_keeps_progress_and_a_null_result(db_url: str, tmp_path: Path) -> None:
+    first, second = unit._inserted(db_url, "with progress", "without")
+    rows = unit._rows(db_url, tmp_path)
+    started = _claim(rows, db_url, [first, second])
+    with session_scope(db_url) as session:  # progress a heartbeat wrote earlier
+        unit.states.heartbeat(session, second.id or "", progress={"step": 1})
+    ends = [
+        _End(first.id or "", started[0].lease, Ending.SUCCEEDED, result=None, progress={"s": 9}),
+        _End(second.id or "", started[1].lease, Ending.SUCCEEDED, result=[]),
+    ]
+    with session_scope(db_url) as session:
+        assert rows._succeed_many(session, ends) == ["SUCCEEDED", "SUCCEEDED"]
+    with session_scope(db_url) as session:
+        views = [repo.get_view(session, job.id or "") for job in (first, second)]
+    assert [(v.result, v.progress) for v in views if v] == [(None, {"s": 9}), ([], {"step": 1})]
