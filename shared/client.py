@@ -37,7 +37,7 @@ from shared import states
 from shared.celery_app import make_app
 from shared.db import repo
 from shared.db.ended import Listener
-from shared.db.engine import session_scope
+from shared.db.engine import reading, session_scope
 from shared.errors import (
     BrokerUnavailable,
     InvalidInput,
@@ -220,7 +220,7 @@ class Client:
         self.publish(request.model_dump(mode="json", exclude_none=True), request)
 
     def get(self, job_id: str) -> JobView:
-        with session_scope(self._db) as session:
+        with reading(self._db) as session:
             view = repo.get_view(session, job_id)
         if view is None:
             raise JobNotFound(f"no job {job_id!r}")

@@ -1,10 +1,14 @@
-"""Engines and sessions: one engine per database URL per process.
+"""Engines and sessions: one engine per database URL (and choice of ping) per process.
 
 SQLite (the embedded default) is opened in WAL mode with a busy timeout so
 that a producer process and a worker process can share the file. PostgreSQL
 connections are checked before use, so a restarted server costs one retry,
-not a crashed worker. :func:`session_scope` is the unit of work: callers own
-the transaction, repository functions never commit.
+not a crashed worker; code that retries its writes itself while the database is
+away (the worker's row writes) asks for ``ping=False`` and saves that round trip
+on every transaction (a connection the server dropped then fails one attempt, is
+discarded with the rest of the pool, and the retry gets a fresh one).
+:func:`session_scope` is the unit of work: callers own the transaction, repository
+functions never commit; :func:`reading` is for a lone read, outside any transaction.
 """
 
 from __future__ import annotations
@@ -31,10 +35,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def get_engine(url: str | None = None, *, ping: bool = True) -> Engine:
+    """The process's engine for ``url`` (default: the settings' database); ``ping``: check
+    each PostgreSQL connection as it leaves the pool."""
+    return _engine(url or get_settings().resolved_database_url, ping)
+
+
 @functools.cache
-def get_engine(url: str | None = None) -> Engine:
-    """The process's engine for ``url`` (default: the settings' database)."""
-    url = url or get_settings().resolved_database_url
+def _engine(url: str, ping: bool) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -42,23 +50,27 @@ def get_engine(url: str | None = None) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=ping, pool_size=10, max_overflow=20)
 
 
 @functools.cache
-def _factory(url: str | None) -> sessionmaker[Session]:
-    return sessionmaker(get_engine(url), expire_on_commit=False)
+def _factory(url: str | None, ping: bool, autocommit: bool = False) -> sessionmaker[Session]:
+    engine = get_engine(url, ping=ping)
+    if autocommit and engine.dialect.name == "postgresql":  # SQLite: a transaction is free
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return sessionmaker(engine, expire_on_commit=False)
 
 
 @contextlib.contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
+def session_scope(url: str | None = None, *, ping: bool = True) -> Iterator[Session]:
     """A session whose transaction commits on success and rolls back on error.
 
     Database errors leave as :class:`shared.errors.DatabaseUnavailable` (transient)
-    or as they were (a bug).
+    or as they were (a bug). ``ping=False``: for a caller that retries on that error
+    (see the module's docstring).
     """
     with translating("database"):
-        session = _factory(url)()
+        session = _factory(url, ping)()
         try:
             yield session
             session.commit()
@@ -69,7 +81,21 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
             session.close()
 
 
+@contextlib.contextmanager
+def reading(url: str | None = None) -> Iterator[Session]:
+    """A session for a read of one statement (the status of a job, say): on PostgreSQL it
+    runs outside any transaction, so the read is one round trip, not three (BEGIN, the
+    query, COMMIT). Each statement sees what was committed when it ran: not for writes,
+    nor for reads that must agree with each other."""
+    with translating("database"):
+        session = _factory(url, True, True)()
+        try:
+            yield session
+        finally:
+            session.close()
+
+
 def reset_engines() -> None:
     """Forget every engine (tests that switch databases, processes after fork)."""
-    for factory in (_factory, get_engine):
+    for factory in (_factory, _engine):
         factory.cache_clear()
