@@ -67,6 +67,8 @@ class _Entry:
     key: Hashable
     items: list[Any]
     control: JobControl
+    #: Wakes this job's thread alone (over its line's lock): its batch is done, or it may lead.
+    wake: threading.Condition
     outputs: list[Any] | None = None
     error: BaseException | None = None
     batch: BatchInfo | None = None
@@ -76,15 +78,25 @@ class _Entry:
 
 @dataclass
 class _Line:
-    """The jobs of one model: waiting in line, announced and on their way, or running."""
+    """The jobs of one model: waiting in line, announced and on their way, or running.
 
-    cond: threading.Condition = field(default_factory=threading.Condition)
+    ``cond`` wakes the leader forming a batch (a job joined the line, or one on its way
+    gave up); each waiting job has a condition of its own over the same lock, so a change
+    wakes the threads it concerns, not the whole line (with 64 jobs waiting, waking them
+    all at each arrival cost a few thousand thread switches a batch).
+    """
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cond: threading.Condition = field(init=False)
     waiting: list[_Entry] = field(default_factory=list)
     coming: int = 0
     leading: bool = False
     running: list[list[_Entry]] = field(default_factory=list)
     #: The thread the model's forward passes run on (made when the first batch runs).
     thread: ThreadPoolExecutor | None = None
+
+    def __post_init__(self) -> None:
+        self.cond = threading.Condition(self.lock)
 
     def free(self) -> bool:
         """No batch forming, and none running but abandoned ones (every job in them stopped:
@@ -128,7 +140,7 @@ class Batcher:
         line = self._line(model)
         with line.cond:
             line.coming -= 1
-            line.cond.notify_all()
+            line.cond.notify()  # the leader, if it waits for this job
 
     def predict(
         self,
@@ -143,22 +155,22 @@ class Batcher:
         """This job's outputs for ``items``, computed in a batch with other jobs of the same
         ``model`` and ``key`` (the job's parameters). ``run`` is the forward pass."""
         line = self._line(model)
-        entry = _Entry(key=key, items=list(items), control=control)
+        entry = _Entry(key, list(items), control, threading.Condition(line.lock))
         self._arrived(model)
         if limits.max_size <= 1:
             return self._run_alone(model, entry, run)
         with line.cond:
             line.waiting.append(entry)
-            line.cond.notify_all()
+            line.cond.notify()  # the leader
             while not entry.done:
                 if not entry.taken and control.stopping:
                     line.waiting.remove(entry)
-                    line.cond.notify_all()
+                    _wake_first(line)  # it may lead now
                     control.check()  # raises the stop reason
                 if line.free() and line.waiting[0] is entry:  # the oldest leads
                     batch, waited = self._collect(line, entry, limits)
                     break
-                line.cond.wait(POLL_SECONDS)
+                entry.wake.wait(POLL_SECONDS)  # a stop is seen at the next poll
             else:
                 return self._result(entry)
         self._run_batch(model, line, batch, run, waited)
@@ -211,7 +223,6 @@ class Batcher:
         metrics.observe_batch(model, info.jobs)
         with line.cond:
             line.leading = False  # the next batch may form while this one runs; not start
-            line.cond.notify_all()
             thread = self._thread(model, line, batch)
         try:
             # On the model's thread, with this job's context (its log lines, its control).
@@ -234,9 +245,10 @@ class Batcher:
                         entry.error = RuntimeError("the batch stopped before its outputs")
                     entry.batch = info
                     entry.done = True
+                    entry.wake.notify()
                 line.running.remove(batch)
                 line.leading = False
-                line.cond.notify_all()
+                _wake_first(line)  # the next batch's leader
 
     @staticmethod
     def _thread(model: str, line: _Line, batch: list[_Entry]) -> ThreadPoolExecutor:
@@ -281,6 +293,12 @@ class Batcher:
             raise entry.error
         assert entry.outputs is not None and entry.batch is not None
         return entry.outputs, entry.batch
+
+
+def _wake_first(line: _Line) -> None:
+    """Wake the oldest job in line (lock held): it leads the next batch once the line is free."""
+    if line.waiting:
+        line.waiting[0].wake.notify()
 
 
 def params_key(params: Any) -> Hashable:
