@@ -255,7 +255,8 @@ started AS (
     UPDATE jobs SET state = 'RUNNING', worker = :worker, lease = claim.lease,
         attempts = jobs.attempts + 1, started_at = :now, heartbeat_at = :now, updated_at = :now
     FROM claim
-    WHERE jobs.id = ANY(CAST(:ids AS text[])) AND jobs.id = claim.id AND jobs.task = claim.task AND jobs.model = claim.model
+    WHERE jobs.id = ANY(CAST(:ids AS text[])) AND jobs.id = claim.id
+        AND jobs.task = claim.task AND jobs.model = claim.model
         AND jobs.inputs_digest = claim.digest
         AND COALESCE(jobs.params, '{}'::jsonb) = claim.params
         AND (jobs.state = 'QUEUED' OR (jobs.state = 'RUNNING' AND (
@@ -329,7 +330,8 @@ done AS (
         error_message = NULL, updated_at = :now, finished_at = :now,
         progress = COALESCE(ending.progress, jobs.progress)
     FROM ending
-    WHERE jobs.id = ANY(CAST(:ids AS text[])) AND jobs.id = ending.id AND jobs.state = 'RUNNING' AND jobs.lease = ending.lease
+    WHERE jobs.id = ANY(CAST(:ids AS text[])) AND jobs.id = ending.id
+        AND jobs.state = 'RUNNING' AND jobs.lease = ending.lease
         AND jobs.cancel_requested IS NOT TRUE
     RETURNING jobs.id, jobs.lease
 ),
