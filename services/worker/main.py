@@ -41,6 +41,9 @@ from shared.settings import Settings, get_settings, redact_url
 
 log = logging.getLogger(__name__)
 
+#: Celery's loggers of a line per task received and per task succeeded.
+CELERY_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
 QUIET_ENVIRONMENT = {
     "TOKENIZERS_PARALLELISM": "false",
     "TRANSFORMERS_VERBOSITY": "error",
@@ -89,6 +92,7 @@ def run(
     warnings.filterwarnings("ignore", message=".*superuser privileges.*")
     settings = settings or get_settings()
     configure_logging(settings.log_level, as_json=settings.log_json)
+    quiet_celery_task_lines()
     hostname = name or worker_name(queues, placement)
     log.info(
         "worker %s: queues %s, device %s (CUDA_VISIBLE_DEVICES=%r), broker %s",
@@ -186,3 +190,16 @@ def run(
         if dead_letters is not None:
             dead_letters.stop()
     return int(worker.exitcode or 0)
+
+
+def quiet_celery_task_lines() -> None:
+    """Celery's "received" and "succeeded" lines for every task only at DEBUG (PIPEQ_LOG_LEVEL).
+
+    A job's line is pipeq's own (``job ...: task on model in N ms``, or why it failed), which
+    says more. Under load, two more lines a job were a tenth of the worker's time holding the
+    GIL, most of it threads queueing for the log handler's lock. Celery's warnings and errors
+    about a task (a message rejected, a task raising) still show.
+    """
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in CELERY_TASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)

@@ -67,6 +67,23 @@ def test_celerys_task_lines_get_the_task_id(captured: tuple[logging.Logger, io.S
     assert ids == ["abc", None]
 
 
+@pytest.mark.parametrize(("root", "shown"), [(logging.INFO, False), (logging.DEBUG, True)])
+def test_celerys_line_per_task_shows_only_at_debug(root: int, shown: bool) -> None:
+    from services.worker.main import CELERY_TASK_LOGGERS, quiet_celery_task_lines
+
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in CELERY_TASK_LOGGERS)]
+    before = [logger.level for logger in loggers]
+    try:
+        loggers[0].setLevel(root)
+        quiet_celery_task_lines()
+        for logger in loggers[1:]:
+            assert logger.isEnabledFor(logging.INFO) is shown
+            assert logger.isEnabledFor(logging.WARNING)
+    finally:
+        for logger, level in zip(loggers, before, strict=True):
+            logger.setLevel(level)
+
+
 def test_task_events_follow_the_setting_and_never_run_embedded(tmp_path: Path) -> None:
     amqp = "amqp://guest:guest@localhost:5672//"
     on = make_app(Settings(broker_url=amqp, task_events=True)).conf
