@@ -10,7 +10,8 @@
 
 ``submit`` checks the job, inserts its row QUEUED, then publishes the one
 self-contained message (with publisher confirms on RabbitMQ: ``submit`` returns
-once the broker has the message on disk). While the broker is away the publish
+once the broker has the message on disk), and returns the job as inserted, QUEUED,
+without reading it back (a worker may be running it already: ``get`` says). While the broker is away the publish
 is retried for ``PIPEQ_PUBLISH_RETRY_SECONDS``; if it stays away, the row is
 failed rather than left queued forever, and :class:`BrokerUnavailable` raised.
 
@@ -106,18 +107,18 @@ class Client:
         """
         request = request.with_id()
         message = self._message(request)
-        existing = self._insert(request, tenant)
-        if existing is not None:
-            if existing.state != State.QUEUED:
-                return existing
-            request = request.model_copy(update={"id": existing.id})
+        view, fresh = self._insert(request, tenant)
+        if not fresh:
+            if view.state != State.QUEUED:
+                return view
+            request = request.model_copy(update={"id": view.id})
             message = request.model_dump(mode="json", exclude_none=True)
         try:
             self.publish(message, request)
         except BrokerUnavailable as exc:
             self._not_queued([request.id or ""], exc)
             raise
-        return self.get(request.id or "")
+        return view  # as submitted (QUEUED): no second read; a worker may have it already
 
     def submit_many(self, jobs: Iterable[dict[str, Any] | JobRequest]) -> builtins.list[JobView]:
         """Submit many jobs at once: every job is checked first (one bad job refuses the
@@ -184,15 +185,17 @@ class Client:
             for job_id in job_ids:
                 states.fail(session, job_id, error_type=exc.code, message=f"not queued: {exc}")
 
-    def _insert(self, request: JobRequest, tenant: str | None = None) -> JobView | None:
-        """Insert the row; return the existing job when the idempotency key was seen."""
+    def _insert(self, request: JobRequest, tenant: str | None = None) -> tuple[JobView, bool]:
+        """Insert the row: the job as inserted and True, or the existing job and False when
+        the idempotency key was seen."""
         limit = self.settings.inline_inputs_bytes
         key = request.idempotency_key
         try:
             with session_scope(self._db) as session:
                 if key and (found := repo.find_by_idempotency_key(session, key)):
-                    return _same_job(found, request)
-                repo.insert_job(session, request, inline_limit=limit, tenant=tenant)
+                    return _same_job(found, request), False
+                job = repo.insert_job(session, request, inline_limit=limit, tenant=tenant)
+                view = repo.to_view(job)
         except IntegrityError:
             if key is None:
                 raise
@@ -200,8 +203,8 @@ class Client:
                 found = repo.find_by_idempotency_key(session, key)
                 if found is None:
                     raise
-                return _same_job(found, request)
-        return None
+                return _same_job(found, request), False
+        return view, True
 
     def publish(self, message: dict[str, Any], request: JobRequest) -> None:
         """Send ``message`` to its queue; raises :class:`BrokerUnavailable`."""

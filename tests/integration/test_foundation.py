@@ -204,7 +204,7 @@ def test_sigterm_finishes_or_requeues_jobs_in_hand(
         client.submit("text-classification", "tiny-text-classification", f"text {i}").id
         for i in range(150)
     ]
-    second.wait_for("received", timeout=30)
+    second.wait_for(r"services.worker.runner: job ", timeout=30)  # it has jobs in hand
     assert second.stop() == 0
     jobs = [client.wait(job_id, timeout=120) for job_id in ids]
     assert [job.state for job in jobs] == ["SUCCEEDED"] * len(ids)
