@@ -11,9 +11,10 @@
 ``submit`` checks the job, inserts its row QUEUED, then publishes the one
 self-contained message (with publisher confirms on RabbitMQ: ``submit`` returns
 once the broker has the message on disk), and returns the job as inserted, QUEUED,
-without reading it back (a worker may be running it already: ``get`` says). While the broker is away the publish
-is retried for ``PIPEQ_PUBLISH_RETRY_SECONDS``; if it stays away, the row is
-failed rather than left queued forever, and :class:`BrokerUnavailable` raised.
+without reading it back (a worker may be running it already: ``get`` says). While
+the broker is away the publish is retried for ``PIPEQ_PUBLISH_RETRY_SECONDS``; if it
+stays away, the row is failed rather than left queued forever, and
+:class:`BrokerUnavailable` raised.
 
 Idempotency keys make a retried submit safe: a job whose key was seen before is
 returned as it stands, not sent again, unless it is still QUEUED, in which case
