@@ -39,7 +39,8 @@ from shared import states
 from shared.celery_app import make_app
 from shared.db import repo
 from shared.db.ended import Listener
-from shared.db.engine import reading, session_scope
+from shared.db.engine import session_scope
+from shared.db.reads import reader
 from shared.errors import (
     BrokerUnavailable,
     InvalidInput,
@@ -54,6 +55,9 @@ from shared.publishing import publish_all, send_job
 from shared.retrying import with_backoff
 from shared.settings import Settings, get_settings
 from shared.states import State
+
+#: How the client's reads show in ``pg_stat_activity``.
+READS_NAME = "pipeq-client-reads"
 
 
 class Client:
@@ -224,8 +228,7 @@ class Client:
         self.publish(request.model_dump(mode="json", exclude_none=True), request)
 
     def get(self, job_id: str) -> JobView:
-        with reading(self._db) as session:
-            view = repo.get_view(session, job_id)
+        view = reader(self._db, READS_NAME).read(lambda session: repo.get_view(session, job_id))
         if view is None:
             raise JobNotFound(f"no job {job_id!r}")
         return view

@@ -20,8 +20,8 @@ from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway.errors import unauthorized
-from services.gateway.reads import Reader
 from shared.db import keys
+from shared.db.reads import Reader
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 from services.gateway.auth import Caller, KeyCache
 from services.gateway.backlog import Backlog
 from services.gateway.errors import ApiError, not_found
-from services.gateway.reads import Reader
 from services.gateway.schemas import (
     DeliveryView,
     JobPage,
@@ -30,10 +29,14 @@ from services.gateway.schemas import (
 )
 from shared.client import Client
 from shared.db import tenancy, webhooks
+from shared.db.reads import Reader
 from shared.errors import InvalidInput
 from shared.jobs import JobRequest, JobView
 from shared.settings import Settings
 from shared.states import State
+
+#: How the gateway's reads show in ``pg_stat_activity``.
+READS_NAME = "pipeq-gateway-reads"
 
 
 @dataclass
@@ -49,7 +52,7 @@ class Gateway:
     def __post_init__(self) -> None:
         self.client = Client(self.settings)
         self.backlog = Backlog(self.db_url)
-        self.reader = Reader(self.db_url)
+        self.reader = Reader(self.db_url, application_name=READS_NAME)
         self.keys = KeyCache(self.reader, ttl=self.settings.key_cache_seconds)
 
     @property

@@ -8,7 +8,8 @@ away (the worker's row writes) asks for ``ping=False`` and saves that round trip
 on every transaction (a connection the server dropped then fails one attempt, is
 discarded with the rest of the pool, and the retry gets a fresh one).
 :func:`session_scope` is the unit of work: callers own the transaction, repository
-functions never commit; :func:`reading` is for a lone read, outside any transaction.
+functions never commit (``shared/db/reads.py`` has the reads of one query, outside any
+transaction).
 """
 
 from __future__ import annotations
@@ -54,11 +55,8 @@ def _engine(url: str, ping: bool) -> Engine:
 
 
 @functools.cache
-def _factory(url: str | None, ping: bool, autocommit: bool = False) -> sessionmaker[Session]:
-    engine = get_engine(url, ping=ping)
-    if autocommit and engine.dialect.name == "postgresql":  # SQLite: a transaction is free
-        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return sessionmaker(engine, expire_on_commit=False)
+def _factory(url: str | None, ping: bool) -> sessionmaker[Session]:
+    return sessionmaker(get_engine(url, ping=ping), expire_on_commit=False)
 
 
 @contextlib.contextmanager
@@ -81,21 +79,9 @@ def session_scope(url: str | None = None, *, ping: bool = True) -> Iterator[Sess
             session.close()
 
 
-@contextlib.contextmanager
-def reading(url: str | None = None) -> Iterator[Session]:
-    """A session for a read of one statement (the status of a job, say): on PostgreSQL it
-    runs outside any transaction, so the read is one round trip, not three (BEGIN, the
-    query, COMMIT). Each statement sees what was committed when it ran: not for writes,
-    nor for reads that must agree with each other."""
-    with translating("database"):
-        session = _factory(url, True, True)()
-        try:
-            yield session
-        finally:
-            session.close()
-
-
 def reset_engines() -> None:
     """Forget every engine (tests that switch databases, processes after fork)."""
-    for factory in (_factory, _engine):
+    from shared.db import reads
+
+    for factory in (_factory, _engine, reads.reader):
         factory.cache_clear()

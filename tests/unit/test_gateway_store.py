@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 
 from services.gateway.auth import KeyCache
 from services.gateway.errors import ApiError
-from services.gateway.reads import Reader
 from services.gateway.service import decode_cursor, encode_cursor
 from shared import states
 from shared.db import keys, repo, tenancy, webhooks
 from shared.db.engine import session_scope
 from shared.db.models import utcnow
+from shared.db.reads import Reader
 from shared.errors import InvalidJob
 from shared.jobs import FieldProblem, JobSchemaError, parse_job
 

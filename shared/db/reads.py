@@ -1,17 +1,19 @@
-"""The gateway's read path: one query per status read, no transaction, no ping.
+"""Reads of one query: no transaction, no ping, one round trip.
 
-Status queries are most of a gateway's traffic, and on PostgreSQL the shared
-engine spends four round trips on each (a liveness ping at checkout, BEGIN, the
-SELECT, COMMIT). Reads here use an engine of their own, in autocommit and
-without the ping: one round trip. A connection that died (PostgreSQL restarted)
-is noticed by the failed query itself; SQLAlchemy then drops the whole pool,
-and :meth:`Reader.read` runs the query once more on a fresh connection.
-Writes (submit, cancel) keep the shared engine and its transactions.
-SQLite (the embedded default) reads through the shared engine.
+A job's status is the commonest read (every gateway status call, every
+``Client.wait`` as the job ends), and on PostgreSQL the shared engine spends four
+round trips on each (a liveness ping at checkout, BEGIN, the SELECT, COMMIT).
+Reads here use an engine of their own, in autocommit and without the ping: one
+round trip. A connection that died (PostgreSQL restarted) is noticed by the
+failed query itself; SQLAlchemy then drops the whole pool, and
+:meth:`Reader.read` runs the query once more on a fresh connection. Writes keep
+the shared engine and its transactions; so do reads that must agree with each
+other. SQLite (the embedded default) reads through the shared engine.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -24,14 +26,14 @@ from shared.errors import translating
 
 T = TypeVar("T")
 
-#: How these connections show in ``pg_stat_activity``.
-APPLICATION_NAME = "pipeq-gateway-reads"
+#: How these connections show in ``pg_stat_activity`` unless the caller names them.
+APPLICATION_NAME = "pipeq-reads"
 
 
 class Reader:
     """Read-only sessions for one database URL (see the module docstring)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, application_name: str = APPLICATION_NAME) -> None:
         self.engine: Engine = (
             get_engine(url)
             if url.startswith("sqlite")
@@ -41,7 +43,7 @@ class Reader:
                 pool_size=10,
                 max_overflow=20,
                 pool_recycle=3600,
-                connect_args={"application_name": APPLICATION_NAME},
+                connect_args={"application_name": application_name},
             )
         )
 
@@ -58,3 +60,9 @@ class Reader:
     def _once(self, query: Callable[[Session], T]) -> T:
         with Session(self.engine, expire_on_commit=False) as session:
             return query(session)
+
+
+@functools.cache
+def reader(url: str, application_name: str = APPLICATION_NAME) -> Reader:
+    """The process's :class:`Reader` for ``url`` (one pool, however many clients)."""
+    return Reader(url, application_name=application_name)
