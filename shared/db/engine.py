@@ -39,7 +39,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def get_engine(url: str | None = None, *, ping: bool = True) -> Engine:
     """The process's engine for ``url`` (default: the settings' database); ``ping``: check
     each PostgreSQL connection as it leaves the pool."""
-    return _engine(url or get_settings().resolved_database_url, ping)
+    url = url or get_settings().resolved_database_url
+    return _engine(url, ping or url.startswith("sqlite"))  # SQLite: one engine, nothing to ping
 
 
 @functools.cache
