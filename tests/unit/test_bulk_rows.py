@@ -17,7 +17,7 @@ from services.worker.rows import Rows, _Claim, _End
 from shared import states
 from shared.attempts import Ending
 from shared.db import repo
-from shared.db.engine import get_engine, session_scope
+from shared.db.engine import get_engine, reset_engines, session_scope
 from shared.db.models import JobAttempt
 from shared.jobs import JobRequest, parse_job
 from shared.settings import Settings
@@ -85,7 +85,9 @@ def test_a_group_of_claims_starts_every_job_under_its_own_lease(
                 s.lease,
                 "w1",
             )
-        logged = session.execute(select(JobAttempt.job_id, JobAttempt.lease)).all()
+        ids = [request.id for request in requests]
+        query = select(JobAttempt.job_id, JobAttempt.lease).where(JobAttempt.job_id.in_(ids))
+        logged = session.execute(query).all()
     assert sorted(logged) == sorted((r.id, s.lease) for r, s in zip(requests, started, strict=True))
 
 
@@ -171,6 +173,7 @@ def test_groups_of_every_size_share_a_few_statement_shapes(db_url: str) -> None:
     keeps the rest), and a padded group still writes exactly its own jobs, each its own
     result."""
     compiled: list[str] = []
+    reset_engines()  # a fresh engine, with nothing compiled yet (as in a fresh worker)
 
     def seen(
         conn: object, cursor: object, statement: str, params: object, context: Any, *_: object
