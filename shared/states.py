@@ -222,7 +222,7 @@ def start_many(
 # (read the row, update it, log the attempt); on PostgreSQL each is one statement over array
 # parameters (``unnest``), with the attempt log written by the same statement. The text is
 # the same for a group of any size (nothing to compile again), and a lone job's claim or
-# success is one round trip and a commit. Jobs these statements do not write are left as
+# success is one statement in its transaction. Jobs these statements do not write are left as
 # they were, for the general path to sort out; SQLite (the embedded default) always takes it.
 # Each names its rows by primary key as an array too (``id = ANY(:ids)``), so the planner
 # looks them up by index whatever its statistics say of a table that grew since.
