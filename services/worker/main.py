@@ -27,7 +27,7 @@ from services.worker import early_ack, metrics
 from services.worker.device import Placement
 from services.worker.handlers import Handler, handler_for
 from services.worker.inventory import serve_inventory
-from services.worker.memory import mib, rss_bytes
+from services.worker.memory import freeze_heap, mib, rss_bytes
 from services.worker.registry import Models
 from services.worker.runner import JobRunner
 from services.worker.supervisor import Supervisor
@@ -183,6 +183,7 @@ def run(
     # tasks. Threads cannot be cancelled; a redelivered copy waits on the job's lease instead.
     # (Set here: building the worker resets Celery's warning filters.)
     warnings.filterwarnings("ignore", message=r"(?s).*on connection loss cancels all")
+    log.debug("%d objects frozen out of full garbage collections", freeze_heap())
     try:
         worker.start()
     finally:
