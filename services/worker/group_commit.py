@@ -13,7 +13,8 @@ group then hands the arguments of all its writes with the same ``many`` to one
 call of ``many(session, arguments)``, which answers each in order with a few
 statements for the whole group (one ``UPDATE ... WHERE id IN (...) RETURNING``
 rather than one per job; ``rows.py``). ``write`` is the same write for one
-argument, used when it commits alone.
+argument, used when it commits alone; a caller may also give ``alone``, what to do
+instead of ``persist(write)`` then (``rows.py``: one statement outside a transaction).
 
 If a group fails for any reason but the database being away (a write raised),
 it is rolled back and each of its writes runs again in a transaction of its own,
@@ -46,6 +47,7 @@ Many = Callable[[Session, list[Any]], list[Any]]
 class _Write(Generic[T]):
     write: Callable[[Session], T]
     bulk: tuple[Many, Any] | None = None
+    alone: Callable[[], T] | None = None
     result: Any = None
     error: BaseException | None = None
     done: bool = False
@@ -61,10 +63,17 @@ class GroupCommit:
         self._committing = False
         self.groups = 0
 
-    def run(self, write: Callable[[Session], T], *, bulk: tuple[Many, Any] | None = None) -> T:
+    def run(
+        self,
+        write: Callable[[Session], T],
+        *,
+        bulk: tuple[Many, Any] | None = None,
+        alone: Callable[[], T] | None = None,
+    ) -> T:
         """``write`` in a transaction, maybe shared with other threads' writes; with
-        ``bulk``, maybe as part of one call that does the group's writes of its kind."""
-        mine: _Write[T] = _Write(write, bulk)
+        ``bulk``, maybe as part of one call that does the group's writes of its kind; with
+        ``alone``, that instead of ``write`` in a transaction of its own when not grouped."""
+        mine: _Write[T] = _Write(write, bulk, alone)
         with self._cond:
             self._queued.append(mine)
             while not mine.done and self._committing:
@@ -88,7 +97,7 @@ class GroupCommit:
         self.groups += 1
         try:
             if len(group) == 1:
-                self._settle(group[0], group[0].write)
+                self._settle(group[0])
                 return
             results = self._persist(lambda session: _together(group, session))
         except DatabaseUnavailable as exc:
@@ -99,7 +108,7 @@ class GroupCommit:
         except Exception as exc:
             log.warning("a group of %d writes failed (%r); writing each alone", len(group), exc)
             for item in group:
-                self._settle(item, item.write)
+                self._settle(item)
             return
         except BaseException as exc:
             for item in group:
@@ -109,9 +118,10 @@ class GroupCommit:
         for item, result in zip(group, results, strict=True):
             item.result, item.done = result, True
 
-    def _settle(self, item: _Write[Any], write: Callable[[Session], Any]) -> None:
+    def _settle(self, item: _Write[Any]) -> None:
+        """``item`` written by itself."""
         try:
-            item.result = self._persist(write)
+            item.result = item.alone() if item.alone else self._persist(item.write)
         except BaseException as exc:
             item.error = exc
         item.done = True

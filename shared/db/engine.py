@@ -56,20 +56,27 @@ def _engine(url: str, ping: bool) -> Engine:
 
 
 @functools.cache
-def _factory(url: str | None, ping: bool) -> sessionmaker[Session]:
-    return sessionmaker(get_engine(url, ping=ping), expire_on_commit=False)
+def _factory(url: str | None, ping: bool, autocommit: bool) -> sessionmaker[Session]:
+    engine = get_engine(url, ping=ping)
+    if autocommit and engine.dialect.name == "postgresql":  # the same pool, no BEGIN/COMMIT
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return sessionmaker(engine, expire_on_commit=False)
 
 
 @contextlib.contextmanager
-def session_scope(url: str | None = None, *, ping: bool = True) -> Iterator[Session]:
+def session_scope(
+    url: str | None = None, *, ping: bool = True, autocommit: bool = False
+) -> Iterator[Session]:
     """A session whose transaction commits on success and rolls back on error.
 
     Database errors leave as :class:`shared.errors.DatabaseUnavailable` (transient)
     or as they were (a bug). ``ping=False``: for a caller that retries on that error
-    (see the module's docstring).
+    (see the module's docstring). ``autocommit=True``: on PostgreSQL each statement
+    commits by itself, saving the BEGIN and COMMIT round trips; only for a block of one
+    statement (or of statements that need not stand or fall together).
     """
     with translating("database"):
-        session = _factory(url, ping)()
+        session = _factory(url, ping, autocommit)()
         try:
             yield session
             session.commit()
