@@ -186,3 +186,44 @@ def test_a_failing_bulk_call_runs_each_write_alone() -> None:
     for thread in [first, *threads]:
         thread.join(10)
     assert sorted(map(str, results)) == ["0", "1", "2 is bad"]
+
+
+def test_many_threads_writing_at_once_each_get_their_own_result_once() -> None:
+    """Whatever the interleaving (a newcomer may take the group that the oldest queued
+    writer was woken for), every write runs once and every thread returns."""
+    lock = threading.Lock()
+    ran: list[int] = []
+
+    def persist(write: Callable[[Any], Any]) -> Any:
+        time.sleep(0.0002)  # a commit: the other threads queue meanwhile
+        return write(FakeSession())
+
+    group = GroupCommit(persist)
+    threads_count, writes_each = 16, 150
+    answers: list[list[int]] = [[] for _ in range(threads_count)]
+
+    def write(number: int) -> Callable[[Any], int]:
+        def run(session: Any) -> int:
+            with lock:
+                ran.append(number)
+            return number
+
+        return run
+
+    def worker(index: int) -> None:
+        for n in range(writes_each):
+            answers[index].append(group.run(write(index * writes_each + n)))
+
+    threads = [
+        threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads_count)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "a writer was never woken"
+    expected = [list(range(i * writes_each, (i + 1) * writes_each)) for i in range(threads_count)]
+    assert answers == expected
+    assert sorted(ran) == list(range(threads_count * writes_each))
+    assert group.groups < threads_count * writes_each  # some writes did share a commit
