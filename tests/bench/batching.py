@@ -11,7 +11,9 @@
   with pipeq's Celery configuration through the same broker: what the queue and the
   database cost. Producers submit from ``PRODUCERS`` threads.
 
-Every worker serves one registry of one model; figures are taken one scenario at a time.
+Every worker serves one registry of one model; figures are taken one scenario at a time,
+in ``ROUNDS`` rounds of every scenario: each figure is the median of its rounds, and each
+ratio the median of the rounds' own ratios (``batching_rounds`` in the JSON keeps them all).
 For each burst the bench also records where the machine's CPU went (seconds of CPU per
 process group, from /proc) and, from the worker's log, how long its forward passes took:
 what the service spends besides the model, and how busy the whole machine was.
@@ -46,6 +48,8 @@ from tests.helpers import WorkerProcess, pipeq
 
 NAME = "batching"
 JOBS = 2000
+#: Rounds of every scenario (``PIPEQ_BENCH_ROUNDS``): figures are their medians.
+ROUNDS = int(os.environ.get("PIPEQ_BENCH_ROUNDS", "3"))
 SINGLE_CALLS = 200
 LONE_JOBS = 100
 PRODUCERS = 4
@@ -298,31 +302,63 @@ def _ceiling(figures: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: The figures each round prints on one line, and that the JSON keeps round by round.
+HEADLINE = (
+    "inprocess_batched_tps",
+    "service_unbatched_tps",
+    "service_batched_tps",
+    "lone_job_minus_inprocess_call_ms",
+    "small_job_tps",
+    "bare_celery_tps",
+    "ratio_batched_vs_inprocess_batched",
+    "ratio_batched_vs_unbatched",
+    "ratio_small_job_vs_bare_celery",
+)
+
+
 def run(ctx: BenchContext) -> dict[str, Any]:
+    """``ROUNDS`` rounds of every scenario, one after another; each figure is the median of
+    its rounds, each ratio the median of the rounds' own ratios (its two sides measured a
+    minute apart at most), so that a slow spell of a shared machine moves neither much."""
     texts = _texts(JOBS)
-    figures = _in_process(texts)
     folder = ctx.folder / "batching"
     folder.mkdir(parents=True, exist_ok=True)
     minilm = {"task": TASK, "source": _minilm()}
-    env = ctx.env(PIPEQ_MODELS=str(_registry(folder, "minilm", minilm)))
-    pipeq("db", "upgrade", env=env)
+    registries = {
+        "minilm": _registry(folder, "minilm", minilm),
+        "minilm-off": _registry(folder, "minilm-off", {**minilm, "batch": {"max_size": 1}}),
+        "tiny-text-classification": ctx.tiny_registry(),
+    }
+    pipeq("db", "upgrade", env=ctx.env(PIPEQ_MODELS=str(registries["minilm"])))
+    rounds = []
+    for number in range(1, ROUNDS + 1):
+        figures = _round(ctx, registries, texts)
+        rounds.append(figures)
+        print(
+            f"  round {number} of {ROUNDS}: "
+            + ", ".join(f"{key} {figures[key]}" for key in HEADLINE)
+        )
+    summary = _medians(rounds)
+    summary["batching_rounds"] = [{key: figures[key] for key in HEADLINE} for figures in rounds]
+    return summary
 
-    off = _registry(folder, "minilm-off", {**minilm, "batch": {"max_size": 1}})
-    with Service(ctx, off, "off") as service:
+
+def _round(ctx: BenchContext, registries: dict[str, Path], texts: list[str]) -> dict[str, Any]:
+    figures = _in_process(texts)
+    with Service(ctx, registries["minilm-off"], "off") as service:
         service.lone_jobs("minilm-off", texts[:20])  # warm-up
         figures.update(service.burst("minilm-off", texts, "service_unbatched"))
-    with Service(ctx, _registry(folder, "minilm", minilm), "on") as service:
+    with Service(ctx, registries["minilm"], "on") as service:
         service.lone_jobs("minilm", texts[:20])
         figures.update(service.burst("minilm", texts, "service_batched"))
         lone = service.lone_jobs("minilm", texts[:LONE_JOBS])
     figures["lone_job_p50_ms"] = round(percentile(lone, 50), 1)
     figures["lone_job_p95_ms"] = round(percentile(lone, 95), 1)
 
-    tiny = ctx.tiny_registry()
+    tiny = registries["tiny-text-classification"]
     with Service(ctx, tiny, "tiny") as service:
         service.lone_jobs("tiny-text-classification", texts[:20])
-        small = service.burst("tiny-text-classification", texts, "small_job")
-    figures.update(small)
+        figures.update(service.burst("tiny-text-classification", texts, "small_job"))
     from services.worker.main import default_concurrency
     from shared.registry import load_registry
 
@@ -343,3 +379,20 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         figures["small_job_tps"] / figures["bare_celery_tps"], 2
     )
     return figures
+
+
+def _medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds (a dict of figures: each of its own)."""
+    summary: dict[str, Any] = {}
+    for key, first in rounds[0].items():
+        values = [figures[key] for figures in rounds]
+        if isinstance(first, dict):
+            summary[key] = {name: _median([v[name] for v in values]) for name in first}
+        else:
+            summary[key] = _median(values)
+    return summary
+
+
+def _median(values: list[Any]) -> Any:
+    middle = statistics.median(values)
+    return middle if all(isinstance(v, int) for v in values) else round(middle, 2)
