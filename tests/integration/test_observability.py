@@ -278,5 +278,9 @@ def test_the_worker_and_producer_send_task_events(run: Run) -> None:
         ]
         assert received["hostname"] == WORKER_NAME
         assert received["name"] == TASK_NAME
-    heartbeats = [e for e in run.events if e["type"] == "worker-heartbeat"]
-    assert heartbeats and {e["hostname"] for e in heartbeats} == {WORKER_NAME}
+    # A worker beats every 2 s from its start; the jobs above may take less than that.
+    deadline = time.monotonic() + 15
+    while not (heartbeats := [e for e in run.events if e["type"] == "worker-heartbeat"]):
+        assert time.monotonic() < deadline, "no worker-heartbeat event within 15 s"
+        time.sleep(0.1)
+    assert {e["hostname"] for e in heartbeats} == {WORKER_NAME}
