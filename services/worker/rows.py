@@ -95,18 +95,14 @@ class Rows:
         return self.persist(read)
 
     def claim(self, request: JobRequest, *, stale_after: timedelta) -> Started:
-        claim = _Claim(request, stale_after)
-
-        def write(session: Session) -> Started:
-            return self._claim_many(session, [claim])[0]
-
-        def quick(session: Session) -> Started | None:
-            return states.start_matching(
-                session, [_matching(request)], worker=self.worker, stale_after=stale_after
-            ).get(request.id or "")
-
+        claim, job_id = _Claim(request, stale_after), request.id or ""
         started: Started = self.group.run(
-            write, bulk=(self._claim_many, claim), alone=self._quickly(quick, write)
+            lambda session: self._claim_many(session, [claim])[0],
+            bulk=(self._claim_many, claim),
+            alone=self._quickly(
+                lambda session: self._claim_matching(session, [claim]).get(job_id),
+                lambda session: self._claim_generally(session, [claim])[job_id],
+            ),
         )
         if started.outcome is Outcome.CONFLICT:
             log.warning(
@@ -123,20 +119,23 @@ class Rows:
         one statement claims every job whose row matches its message (the common case);
         the general way sorts out the rest."""
         firsts, again = _first_of_each(claims, lambda claim: claim.request.id or "")
-        quick: dict[str, Started] = {}
-        if states.on_postgres(session):
-            quick = states.start_matching(
-                session,
-                [_matching(claim.request) for claim in firsts],
-                worker=self.worker,
-                stale_after=firsts[0].stale_after,
-            )
-            firsts = [claim for claim in firsts if claim.request.id not in quick]
+        quick = self._claim_matching(session, firsts) if states.on_postgres(session) else {}
+        firsts = [claim for claim in firsts if claim.request.id not in quick]
         found = self._claim_generally(session, firsts) if firsts else {}
         found.update(quick)
         # A second copy of a message in the same group: claimed after the first, it finds it.
         repeated = {id(claim): self._claim_many(session, [claim])[0] for claim in again}
         return [repeated.get(id(claim)) or found[claim.request.id or ""] for claim in claims]
+
+    def _claim_matching(self, session: Session, claims: list[_Claim]) -> dict[str, Started]:
+        """PostgreSQL: the claims of distinct jobs whose rows match their messages, in one
+        statement (``states.start_matching``); the others are left untouched."""
+        return states.start_matching(
+            session,
+            [_matching(claim.request) for claim in claims],
+            worker=self.worker,
+            stale_after=claims[0].stale_after,
+        )
 
     def _claim_generally(self, session: Session, firsts: list[_Claim]) -> dict[str, Started]:
         """Claims of distinct jobs, whatever their rows hold (or if they have none)."""
@@ -187,18 +186,13 @@ class Rows:
             log.info("job %s failed: %s", job_id, message, extra={"job_id": job_id})
         end = _End(job_id, lease, ending, result, code, message, progress)
         if ending is Ending.SUCCEEDED and lease is not None:  # the common case: in bulk
-
-            def write(session: Session) -> str:
-                return self._succeed_many(session, [end])[0]
-
-            def quick(session: Session) -> str | None:
-                results = {job_id: (end.lease or "", result)}
-                ended = {job_id: progress} if progress is not None else None
-                won = states.succeed_closing(session, results, progress=ended)
-                return str(State.SUCCEEDED) if won else None
-
             state: str = self.group.run(
-                write, bulk=(self._succeed_many, end), alone=self._quickly(quick, write)
+                lambda session: self._succeed_many(session, [end])[0],
+                bulk=(self._succeed_many, end),
+                alone=self._quickly(
+                    lambda session: _succeed_closing(session, end),
+                    lambda session: self._finish(session, end),
+                ),
             )
             return state
         return self.persist(lambda session: self._finish(session, end))
@@ -207,8 +201,7 @@ class Rows:
         """Successes together: one ``UPDATE`` for the jobs whose lease still holds them and
         whose cancel was not asked, one for their attempts; any other, one by one."""
         firsts, again = _first_of_each(ends, lambda end: end.job_id)
-        results = {end.job_id: (end.lease or "", end.result) for end in firsts}
-        progress = {end.job_id: end.progress for end in firsts if end.progress is not None}
+        results, progress = _successes(firsts)
         if states.on_postgres(session):  # the attempts closed by the same statement
             won = states.succeed_closing(session, results, progress=progress)
         else:
@@ -283,8 +276,8 @@ class Rows:
     ) -> Callable[[], T] | None:
         """For a write committing alone on PostgreSQL: ``quick``, one statement outside a
         transaction (one round trip, not three: no BEGIN, no COMMIT), for the common case;
-        if it wrote nothing (None: the row is not as expected), ``write`` in a transaction
-        sorts it out. None elsewhere (SQLite: ``write`` as it is)."""
+        if it wrote nothing (None: the row is not as expected), ``write``, the general way,
+        in a transaction sorts it out. None elsewhere (SQLite: the group's write as it is)."""
         if not self.one_statement:
             return None
 
@@ -338,6 +331,24 @@ def _matching(request: JobRequest) -> states.Claim:
     digest, _size = repo.digest(request.inputs)
     return states.Claim(
         request.id or "", str(uuid.uuid4()), request.task, request.model, digest, request.params
+    )
+
+
+def _successes(ends: list[_End]) -> tuple[dict[str, tuple[str, Any]], dict[str, Any]]:
+    """What ``states.succeed_many`` and ``succeed_closing`` take for ``ends`` (distinct jobs):
+    each job's lease and result, and its last progress where it has one."""
+    results = {end.job_id: (end.lease or "", end.result) for end in ends}
+    progress = {end.job_id: end.progress for end in ends if end.progress is not None}
+    return results, progress
+
+
+def _succeed_closing(session: Session, end: _End) -> str | None:
+    """PostgreSQL: one success in one statement, its attempt closed; None if it did not hold."""
+    results, progress = _successes([end])
+    return (
+        str(State.SUCCEEDED)
+        if states.succeed_closing(session, results, progress=progress)
+        else None
     )
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, event, select
+from sqlalchemy import select
 
 from services.worker.rows import Rows, _Claim, _End
 from shared.attempts import Ending
 from shared.db import repo
-from shared.db.engine import get_engine, session_scope
+from shared.db.engine import session_scope
 from shared.db.models import JobAttempt
 from shared.jobs import JobRequest, parse_job
 from shared.settings import Settings
@@ -95,33 +95,14 @@ def test_a_success_keeps_progress_and_a_null_result(db_url: str, tmp_path: Path)
     assert [(v.result, v.progress) for v in views if v] == [(None, {"s": 9}), ([], {"step": 1})]
 
 
-class Sent:
-    """The statements the worker's row writes send (its engine: no ping), each with whether
-    it ran outside a transaction (autocommit: no BEGIN and no COMMIT round trips)."""
-
-    def __init__(self, db_url: str) -> None:
-        self.engine = get_engine(db_url, ping=False)
-        self.autocommit: list[bool] = []
-
-    def _sent(self, conn: Connection, *args: object) -> None:
-        self.autocommit.append(bool(conn.connection.dbapi_connection.autocommit))  # type: ignore[union-attr]
-
-    def __enter__(self) -> Sent:
-        event.listen(self.engine, "before_cursor_execute", self._sent)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._sent)
-
-
 def test_a_lone_claim_and_success_are_one_statement_each_outside_a_transaction(
     db_url: str, tmp_path: Path
 ) -> None:
     (request,) = unit._inserted(db_url, "alone")
     rows = unit._rows(db_url, tmp_path)
-    with Sent(db_url) as claiming:
+    with unit.Statements(db_url, ping=False) as claiming:
         started = rows.claim(request, stale_after=unit.LEASE)
-    with Sent(db_url) as succeeding:
+    with unit.Statements(db_url, ping=False) as succeeding:
         state = rows.finish(request.id or "", started.lease, Ending.SUCCEEDED, result=[1])
     assert (started.outcome, state) == (Outcome.STARTED, "SUCCEEDED")
     assert (claiming.autocommit, succeeding.autocommit) == ([True], [True])
@@ -141,13 +122,13 @@ def test_a_lone_write_the_one_statement_cannot_make_goes_the_general_way(
     statement writes nothing, and the general write, in a transaction, sorts it out."""
     foreign = unit._request("from a producer without the database")
     rows = unit._rows(db_url, tmp_path)
-    with Sent(db_url) as claiming:
+    with unit.Statements(db_url, ping=False) as claiming:
         started = rows.claim(foreign, stale_after=unit.LEASE)
     assert started.outcome is Outcome.STARTED
     assert claiming.autocommit[0] is True and not any(claiming.autocommit[1:])
     with session_scope(db_url) as session:
         unit.states.cancel(session, foreign.id or "")
-    with Sent(db_url) as succeeding:
+    with unit.Statements(db_url, ping=False) as succeeding:
         state = rows.finish(foreign.id or "", started.lease, Ending.SUCCEEDED, result=[1])
     assert state == "CANCELLED"
     assert succeeding.autocommit[0] is True and not any(succeeding.autocommit[1:])

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import Connection, event, select
 from sqlalchemy.engine.default import CACHE_HIT
 from sqlalchemy.orm import Session
 
@@ -44,14 +44,18 @@ def _inserted(db_url: str, *texts: str) -> list[JobRequest]:
 
 
 class Statements:
-    """Counts the statements a block sends to the database."""
+    """Counts the statements a block sends through ``db_url``'s engine (``ping``: which one),
+    noting for each whether it ran outside a transaction (autocommit: no BEGIN, no COMMIT)."""
 
-    def __init__(self, db_url: str) -> None:
-        self.engine = get_engine(db_url)
+    def __init__(self, db_url: str, *, ping: bool = True) -> None:
+        self.engine = get_engine(db_url, ping=ping)
         self.count = 0
+        self.autocommit: list[bool] = []
 
-    def _count(self, *args: object) -> None:
+    def _count(self, conn: Connection, *args: object) -> None:
         self.count += 1
+        driver = conn.connection.dbapi_connection  # psycopg has autocommit; sqlite3 (3.11) not
+        self.autocommit.append(bool(getattr(driver, "autocommit", False)))
 
     def __enter__(self) -> Statements:
         event.listen(self.engine, "before_cursor_execute", self._count)
