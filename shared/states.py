@@ -244,6 +244,12 @@ class Claim(NamedTuple):
     params: dict[str, Any]
 
 
+# The two one-statement writes test the state through CASE, which no index can answer: they
+# must find their rows by primary key (``id = ANY(:ids)``) and nothing else. A plain
+# ``state = 'QUEUED'`` let the planner, with statistics taken while few jobs were queued,
+# scan the state index instead, dead entries and all: after a burst, every job that has
+# since finished still has its QUEUED and RUNNING entries there until vacuum (22,000 of them
+# read by each claim of 32 after 20,000 jobs; 2.2 ms a claim, 1.4 ms by key).
 _START_MATCHING = text("""
 WITH claim AS (
     SELECT * FROM unnest(
@@ -259,9 +265,11 @@ started AS (
         AND jobs.task = claim.task AND jobs.model = claim.model
         AND jobs.inputs_digest = claim.digest
         AND COALESCE(jobs.params, '{}'::jsonb) = claim.params
-        AND (jobs.state = 'QUEUED' OR (jobs.state = 'RUNNING' AND (
-            CAST(:stale AS timestamptz) IS NULL OR jobs.heartbeat_at IS NULL
-            OR jobs.heartbeat_at < CAST(:stale AS timestamptz))))
+        AND CASE jobs.state
+            WHEN 'QUEUED' THEN true
+            WHEN 'RUNNING' THEN CAST(:stale AS timestamptz) IS NULL
+                OR jobs.heartbeat_at IS NULL OR jobs.heartbeat_at < CAST(:stale AS timestamptz)
+            ELSE false END
     RETURNING jobs.id, jobs.lease, jobs.attempts, jobs.created_at
 ),
 lost AS (
@@ -331,8 +339,8 @@ done AS (
         progress = COALESCE(ending.progress, jobs.progress)
     FROM ending
     WHERE jobs.id = ANY(CAST(:ids AS text[])) AND jobs.id = ending.id
-        AND jobs.state = 'RUNNING' AND jobs.lease = ending.lease
-        AND jobs.cancel_requested IS NOT TRUE
+        AND CASE jobs.state WHEN 'RUNNING' THEN true ELSE false END
+        AND jobs.lease = ending.lease AND jobs.cancel_requested IS NOT TRUE
     RETURNING jobs.id, jobs.lease
 ),
 closed AS (

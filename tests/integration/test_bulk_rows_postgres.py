@@ -5,14 +5,15 @@ tests again, on the real database, and what only the one-statement path could ge
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select, text
 
 from services.worker.rows import Rows, _Claim, _End
 from shared.attempts import Ending
 from shared.db import repo
-from shared.db.engine import session_scope
+from shared.db.engine import get_engine, session_scope
 from shared.db.models import JobAttempt
 from shared.jobs import JobRequest, parse_job
 from shared.settings import Settings
@@ -133,3 +134,75 @@ def test_a_lone_write_the_one_statement_cannot_make_goes_the_general_way(
     assert state == "CANCELLED"
     assert succeeding.autocommit[0] is True and not any(succeeding.autocommit[1:])
     assert len(succeeding.autocommit) > 1
+
+
+class _Sent:
+    """The statements (as the driver gets them, with their parameters) that a block sends
+    through ``db_url``'s engine and that start with ``WITH``: the one-statement writes."""
+
+    def __init__(self, db_url: str) -> None:
+        self.engine = get_engine(db_url, ping=True)
+        self.sent: list[tuple[str, Any]] = []
+
+    def _note(self, conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        if statement.lstrip().startswith("WITH"):
+            self.sent.append((statement, parameters))
+
+    def __enter__(self) -> _Sent:
+        event.listen(self.engine, "before_cursor_execute", self._note)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._note)
+
+    def plans(self) -> list[str]:
+        """Each statement's plan, from EXPLAIN on the same parameters (rolled back)."""
+        found = []
+        with self.engine.connect() as conn:
+            for statement, parameters in self.sent:
+                rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters)
+                found.append("\n".join(row[0] for row in rows))
+            conn.rollback()
+        return found
+
+
+def test_a_group_finds_its_rows_by_key_even_where_the_state_index_looks_narrower(
+    db_url: str, tmp_path: Path
+) -> None:
+    """After a burst, the state index holds an entry for every version a job had (QUEUED,
+    RUNNING, ...) until vacuum, and statistics taken when few jobs were queued make
+    ``state = 'QUEUED'`` look rarer than the group's ids: the planner then scanned the state
+    index, dead entries and all, for every claim. The claim and the success must look their
+    rows up by primary key only."""
+    filler = "pipeq-test-finished"
+    with session_scope(db_url) as session:
+        session.execute(
+            text(
+                "INSERT INTO jobs (id, task, model, queue, state, priority, inputs_digest,"
+                " inputs_bytes, params, attempts, cancel_requested, created_at, updated_at)"
+                " SELECT :filler || '-' || n, 'text-classification', 'm', 'nlp', 'SUCCEEDED',"
+                " 0, 'd', 0, '{}', 1, false, now(), now() FROM generate_series(1, 5000) AS n"
+            ),
+            {"filler": filler},
+        )
+    try:
+        with session_scope(db_url) as session:
+            session.execute(text("ANALYZE jobs"))
+        requests = unit._inserted(db_url, *(f"text {i}" for i in range(32)))
+        rows = unit._rows(db_url, tmp_path)
+        with _Sent(db_url) as claiming:
+            started = _claim(rows, db_url, requests)
+        ends = [
+            _End(request.id or "", s.lease, Ending.SUCCEEDED, result=[])
+            for request, s in zip(requests, started, strict=True)
+        ]
+        with _Sent(db_url) as succeeding, session_scope(db_url) as session:
+            assert rows._succeed_many(session, ends) == ["SUCCEEDED"] * 32
+        plans = claiming.plans() + succeeding.plans()
+        assert len(plans) == 2
+        for plan in plans:
+            assert "on jobs_pkey" in plan, plan
+            assert "ix_jobs_state" not in plan, plan
+    finally:
+        with session_scope(db_url) as session:
+            session.execute(text("DELETE FROM jobs WHERE id LIKE :f"), {"f": filler + "-%"})
