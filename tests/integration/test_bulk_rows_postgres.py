@@ -206,3 +206,20 @@ def test_a_group_finds_its_rows_by_key_even_where_the_state_index_looks_narrower
     finally:
         with session_scope(db_url) as session:
             session.execute(text("DELETE FROM jobs WHERE id LIKE :f"), {"f": filler + "-%"})
+
+
+def test_the_job_tables_are_vacuumed_after_a_few_hundred_dead_rows(db_url: str) -> None:
+    """Migration 0006: autovacuum visits ``jobs`` and ``job_attempts`` once 1% of their rows
+    (plus 500) are dead, not PostgreSQL's default fifth."""
+    with session_scope(db_url) as session:
+        options = dict(
+            session.execute(
+                text(
+                    "SELECT relname, reloptions FROM pg_class"
+                    " WHERE relname IN ('jobs', 'job_attempts')"
+                )
+            ).all()
+        )
+    for table in ("jobs", "job_attempts"):
+        assert "autovacuum_vacuum_scale_factor=0.01" in options[table], options
+        assert "autovacuum_vacuum_threshold=500" in options[table], options
