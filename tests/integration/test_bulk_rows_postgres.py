@@ -5,15 +5,14 @@ tests again, on the real database, and what only the one-statement path could ge
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 
 from services.worker.rows import Rows, _Claim, _End
 from shared.attempts import Ending
 from shared.db import repo
-from shared.db.engine import get_engine, session_scope
+from shared.db.engine import session_scope
 from shared.db.models import JobAttempt
 from shared.jobs import JobRequest, parse_job
 from shared.settings import Settings
@@ -136,34 +135,17 @@ def test_a_lone_write_the_one_statement_cannot_make_goes_the_general_way(
     assert len(succeeding.autocommit) > 1
 
 
-class _Sent:
-    """The statements (as the driver gets them, with their parameters) that a block sends
-    through ``db_url``'s engine and that start with ``WITH``: the one-statement writes."""
-
-    def __init__(self, db_url: str) -> None:
-        self.engine = get_engine(db_url, ping=True)
-        self.sent: list[tuple[str, Any]] = []
-
-    def _note(self, conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
-        if statement.lstrip().startswith("WITH"):
-            self.sent.append((statement, parameters))
-
-    def __enter__(self) -> _Sent:
-        event.listen(self.engine, "before_cursor_execute", self._note)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._note)
-
-    def plans(self) -> list[str]:
-        """Each statement's plan, from EXPLAIN on the same parameters (rolled back)."""
-        found = []
-        with self.engine.connect() as conn:
-            for statement, parameters in self.sent:
+def _plans(statements: unit.Statements) -> list[str]:
+    """The plans of the one-statement writes (those starting ``WITH``) among ``statements``,
+    from EXPLAIN on the parameters they were sent with (rolled back)."""
+    found = []
+    with statements.engine.connect() as conn:
+        for statement, parameters in statements.sent:
+            if statement.lstrip().startswith("WITH"):
                 rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters)
                 found.append("\n".join(row[0] for row in rows))
-            conn.rollback()
-        return found
+        conn.rollback()
+    return found
 
 
 def test_a_group_finds_its_rows_by_key_even_where_the_state_index_looks_narrower(
@@ -190,15 +172,15 @@ def test_a_group_finds_its_rows_by_key_even_where_the_state_index_looks_narrower
             session.execute(text("ANALYZE jobs"))
         requests = unit._inserted(db_url, *(f"text {i}" for i in range(32)))
         rows = unit._rows(db_url, tmp_path)
-        with _Sent(db_url) as claiming:
+        with unit.Statements(db_url) as claiming:
             started = _claim(rows, db_url, requests)
         ends = [
             _End(request.id or "", s.lease, Ending.SUCCEEDED, result=[])
             for request, s in zip(requests, started, strict=True)
         ]
-        with _Sent(db_url) as succeeding, session_scope(db_url) as session:
+        with unit.Statements(db_url) as succeeding, session_scope(db_url) as session:
             assert rows._succeed_many(session, ends) == ["SUCCEEDED"] * 32
-        plans = claiming.plans() + succeeding.plans()
+        plans = _plans(claiming) + _plans(succeeding)
         assert len(plans) == 2
         for plan in plans:
             assert "on jobs_pkey" in plan, plan

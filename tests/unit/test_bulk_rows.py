@@ -45,17 +45,22 @@ def _inserted(db_url: str, *texts: str) -> list[JobRequest]:
 
 class Statements:
     """Counts the statements a block sends through ``db_url``'s engine (``ping``: which one),
-    noting for each whether it ran outside a transaction (autocommit: no BEGIN, no COMMIT)."""
+    noting for each whether it ran outside a transaction (autocommit: no BEGIN, no COMMIT),
+    and keeping each as the driver got it, with its parameters (``sent``)."""
 
     def __init__(self, db_url: str, *, ping: bool = True) -> None:
         self.engine = get_engine(db_url, ping=ping)
         self.count = 0
         self.autocommit: list[bool] = []
+        self.sent: list[tuple[str, Any]] = []
 
-    def _count(self, conn: Connection, *args: object) -> None:
+    def _count(
+        self, conn: Connection, cursor: object, statement: str, parameters: Any, *rest: object
+    ) -> None:
         self.count += 1
         driver = conn.connection.dbapi_connection  # psycopg has autocommit; sqlite3 (3.11) not
         self.autocommit.append(bool(getattr(driver, "autocommit", False)))
+        self.sent.append((statement, parameters))
 
     def __enter__(self) -> Statements:
         event.listen(self.engine, "before_cursor_execute", self._count)
