@@ -25,6 +25,10 @@ from shared.params.finetune import FineTuneParams
 from shared.settings import Settings
 
 BASE = {"output": "mine", "strategy": "lora", "objective": "sequence-classification"}
+CLASSIFY_COLUMNS = {
+    "objective": "sequence-classification",
+    "columns": {"text": "sentence", "label": "sentiment"},
+}
 
 
 def _params(**extra: Any) -> FineTuneParams:
@@ -263,3 +267,67 @@ def test_a_silent_training_job_is_requeued_and_an_inference_job_failed(db_url: s
     with Session(get_engine(db_url)) as session:
         assert states.current(session, ids["fine-tune"]) is State.QUEUED
         assert states.current(session, ids["text-classification"]) is State.FAILED
+
+
+def _on_cuda(strategy: str) -> Any:
+    import torch
+
+    needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+    return pytest.param("cuda:0", strategy, marks=needs_gpu, id=f"cuda-{strategy}")
+
+
+@pytest.mark.parametrize(
+    ("device", "strategy"),
+    [
+        # bitsandbytes repacks 4-bit weights for inference on CPUs with AVX512-BF16 when the
+        # Trainer evaluates before training; this failed training until the layers kept
+        # their training layout (services/worker/training/model.py).
+        pytest.param("cpu", "qlora", id="cpu-qlora-after-evaluation"),
+        *(_on_cuda(strategy) for strategy in ("full", "lora", "qlora", "prefix")),
+    ],
+)
+def test_each_strategy_trains_and_serves_on_its_device(
+    tmp_path: Path, device: str, strategy: str
+) -> None:
+    """With an evaluation split (the default), the loss falls and the result is served on
+    the device it trained on (a qlora adapter on the base as registered)."""
+    import tomli_w
+
+    from services.worker.control import JobControl
+    from services.worker.handlers import handler_for
+    from services.worker.memory import placement
+    from services.worker.registry import Models
+    from services.worker.tiny.quantizable import alias, write_registry
+    from services.worker.training.job import fine_tune
+    from shared.jobs import JobRequest
+    from shared.registry import load_registry
+    from tests.finetune_data import sentiment_rows
+
+    quantizable = load_registry(write_registry(tmp_path / "quantizable"))
+    entry = {"task": "text-classification", "source": quantizable.get(alias("fp32")).location}
+    registry = tmp_path / "models.toml"
+    registry.write_text(tomli_w.dumps({"models": {"m": {**entry, "dtype": "float32"}}}))
+    settings = Settings(home=tmp_path / "home", models=registry)
+    params = {
+        "output": f"tuned-{strategy}", "strategy": strategy, **CLASSIFY_COLUMNS,
+        "max_steps": 24, "learning_rate": 3e-3 if strategy == "full" else 3e-2,
+        "per_device_train_batch_size": 16, "eval_fraction": 0.25, "logging_steps": 4,
+    }  # fmt: skip
+    request = JobRequest(
+        task="fine-tune", model="m", inputs={"rows": sentiment_rows(64)}, params=params
+    )
+    result = fine_tune(request, settings=settings, device=device, control=JobControl("j", "l"))
+    assert result["steps"] == 24 and result["eval_rows"] == 16
+    assert result["last_loss"] < result["first_loss"], result["metrics"]
+    assert result["adapter"] is (strategy != "full")
+
+    models = Models(
+        load_registry(registry), device=device, queues=("nlp",),
+        store=settings.resolved_model_store,
+    )  # fmt: skip
+    loaded = models.get(f"tuned-{strategy}")
+    assert placement(loaded.model)["devices"] == [device]
+    handler = handler_for("text-classification")
+    outputs = handler.predict(loaded, ["a lovely day", "an awful day"], handler.params(
+        loaded.spec, {"top_k": None}))  # fmt: skip
+    assert all({d["label"] for d in out} == {"negative", "positive"} for out in outputs)

@@ -133,6 +133,7 @@ def wrap(model: Any, params: FineTuneParams, *, base: ModelSpec) -> Any:
         lora = params.lora or LoraOptions()
         if params.strategy == "qlora":
             model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+            _keep_4bit_weights_trainable_on_cpu(model)
         config = peft.LoraConfig(
             task_type=task_type,
             r=lora.r,
@@ -147,6 +148,17 @@ def wrap(model: Any, params: FineTuneParams, *, base: ModelSpec) -> Any:
         raise InvalidParameter(
             where, f"strategy {params.strategy!r} does not fit model {base.alias!r}: {exc}"
         ) from exc
+
+
+def _keep_4bit_weights_trainable_on_cpu(model: Any) -> None:
+    """On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit Linear's weight for its
+    inference kernel the first time the layer runs in eval mode without gradients, which is
+    what the Trainer's evaluation before training does; the repacked layer then fails in
+    training ("a view of a leaf Variable that requires grad is being used in an in-place
+    operation"). Layers being trained keep the training layout."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def _default_prefix() -> Any:
