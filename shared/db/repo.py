@@ -93,10 +93,19 @@ def insert_job(
     return job
 
 
-def insert_jobs(session: Session, requests: list[JobRequest], *, inline_limit: int) -> list[Job]:
+def insert_jobs(
+    session: Session,
+    requests: list[JobRequest],
+    *,
+    inline_limit: int,
+    tenant: str | None = None,
+) -> list[Job]:
     """Add QUEUED rows for ``requests`` (with ids) in one multi-row insert; the rows as
-    inserted (not attached to the session)."""
-    rows = [_request_values(request, inline_limit=inline_limit) for request in requests]
+    inserted (not attached to the session). One statement, so an autocommit session will do."""
+    rows = [
+        {**_request_values(request, inline_limit=inline_limit), "tenant": tenant}
+        for request in requests
+    ]
     if rows:
         session.execute(insert(Job), rows)
     return [Job(**row) for row in rows]
