@@ -99,19 +99,17 @@ class Supervisor:
         if not live:
             return
         beat = now - self._last_beat >= self.heartbeat_seconds
+        beats = [_beat(control) for control in live] if beat else []
+        stamped: set[str] = set()
         try:
             with session_scope(self.db_url) as session:
-                if beat:
-                    for control in live:
-                        progress = control.progress if control.progress_changed else None
-                        control.progress_changed = False
-                        states.heartbeat(
-                            session, control.job_id, lease=control.lease, progress=progress
-                        )
+                stamped = states.heartbeat_many(session, beats)
                 rows = states.holdings(session, [c.job_id for c in live])
         except DatabaseUnavailable as exc:
             self._database_away(now, exc)
             return
+        finally:
+            _progress_unwritten(live, beats, stamped)
         self._db_down_since = None
         if beat:
             self._last_beat = now
@@ -154,3 +152,21 @@ class Supervisor:
         if self._db_down_since is None:
             self._db_down_since = now
             log.warning("supervisor: database unavailable, heartbeats paused: %s", exc)
+
+
+def _beat(control: JobControl) -> states.Beat:
+    """``control``'s heartbeat, with its progress if it changed since the last one."""
+    progress = control.progress if control.progress_changed else None
+    control.progress_changed = False
+    return states.Beat(control.job_id, control.lease, progress)
+
+
+def _progress_unwritten(
+    live: list[JobControl], beats: list[states.Beat], stamped: set[str]
+) -> None:
+    """A beat that carried progress but was not written (its row was busy, or the database
+    away) leaves the progress to the next beat."""
+    carried = {beat.job_id for beat in beats if beat.progress is not None} - stamped
+    for control in live:
+        if control.job_id in carried:
+            control.progress_changed = True
