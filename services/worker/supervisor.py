@@ -52,6 +52,7 @@ class Supervisor:
         self._timeouts_written: set[str] = set()
         self._lock = threading.Lock()
         self._last_beat = float("-inf")
+        self._unstamped: set[str] = set()  # leases of jobs the last beat skipped
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._db_down_since: float | None = None
@@ -99,7 +100,10 @@ class Supervisor:
         if not live:
             return
         beat = now - self._last_beat >= self.heartbeat_seconds
-        beats = [_beat(control) for control in live] if beat else []
+        # Between full beats, the jobs the last beat skipped (their rows were locked) are
+        # stamped at the next poll rather than a whole interval late.
+        due = live if beat else [c for c in live if c.lease in self._unstamped]
+        beats = [_beat(control) for control in due]
         stamped: set[str] = set()
         try:
             with session_scope(self.db_url) as session:
@@ -113,6 +117,7 @@ class Supervisor:
         self._db_down_since = None
         if beat:
             self._last_beat = now
+        self._unstamped = {c.lease for c in due if c.job_id not in stamped}
         for control in live:
             row = rows.get(control.job_id)
             if row is None:

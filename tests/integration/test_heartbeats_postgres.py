@@ -70,18 +70,21 @@ def test_a_beat_under_another_lease_or_of_a_finished_job_stamps_nothing(db_url: 
         assert states.heartbeat_many(session, beats) == set()
 
 
-def test_progress_a_skipped_beat_carried_is_written_by_the_next(db_url: str) -> None:
+def test_a_job_a_beat_skipped_is_stamped_at_the_next_poll_with_its_progress(db_url: str) -> None:
     control = _running_job(db_url)
-    supervisor = Supervisor(db_url=db_url, heartbeat_seconds=0)  # every tick beats
+    supervisor = Supervisor(db_url=db_url, heartbeat_seconds=60, poll_seconds=1)
     with supervisor.holding(control):
         control.report({"step": 7})
+        before = _stamps(db_url, control.job_id)
         with _locked(db_url, control.job_id):
-            supervisor.tick()
+            supervisor.tick()  # the first tick beats; the row is locked: skipped
+        assert _stamps(db_url, control.job_id) == before
+        supervisor.tick()  # not a full beat for another minute, but this job's is owed
+        after = _stamps(db_url, control.job_id)
         with session_scope(db_url) as session:
             job = repo.get_job(session, control.job_id)
-            assert job is not None and job.progress is None
-        supervisor.tick()
-    with session_scope(db_url) as session:
-        job = repo.get_job(session, control.job_id)
-        assert job is not None and job.progress == {"step": 7}
+            assert job is not None and job.progress == {"step": 7}
+        supervisor.tick()  # owed no more: nothing written
+        assert _stamps(db_url, control.job_id) == after
+    assert after[0] is not None and before[0] is not None and after[0] > before[0]
     assert not control.stopping
