@@ -103,6 +103,14 @@ class DatabaseUnavailable(TransientError):
     code = "database_unavailable"
 
 
+class TransactionRolledBack(DatabaseUnavailable):
+    """The database rolled a transaction back to break a deadlock or a serialization
+    conflict (SQLSTATE class 40): nothing is away, and the same writes, tried again, go
+    through. A kind of :class:`DatabaseUnavailable` so that every retry loop retries it."""
+
+    code = "database_conflict"
+
+
 class BrokerUnavailable(TransientError):
     code = "broker_unavailable"
 
@@ -140,6 +148,12 @@ def _translate(exc: Exception, prefix: str) -> PipeqError | None:
     import sqlalchemy.exc
 
     if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        if str(getattr(exc.orig, "sqlstate", "") or "").startswith("40"):
+            first = str(exc.orig).splitlines()[0] if str(exc.orig) else ""
+            return TransactionRolledBack(
+                f"{prefix}the database rolled the transaction back "
+                f"({type(exc.orig).__name__}: {first})"
+            )
         return DatabaseUnavailable(f"{prefix}database unavailable ({exc.orig!r})")
     if isinstance(exc, sqlalchemy.exc.DisconnectionError | sqlalchemy.exc.TimeoutError):
         return DatabaseUnavailable(f"{prefix}database unavailable ({exc})")

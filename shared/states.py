@@ -565,7 +565,7 @@ class Beat(NamedTuple):
 # another order: PostgreSQL found deadlocks between the two (one in every few 2,000-job
 # bursts), each broken only after its deadlock_timeout (1 s) with the group's transaction
 # rolled back and retried. A statement that never waits is in no deadlock; a job whose row
-# was busy is alive anyway, and its next beat stamps it.
+# was busy is alive anyway, and the supervisor's next poll stamps it.
 _HEARTBEAT_FREE = text("""
 WITH beat AS (
     SELECT * FROM unnest(

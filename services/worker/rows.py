@@ -32,7 +32,7 @@ from shared.attempts import Ending
 from shared.db import repo
 from shared.db.engine import session_scope
 from shared.db.models import Job, utcnow
-from shared.errors import DatabaseUnavailable, PipeqError
+from shared.errors import DatabaseUnavailable, PipeqError, TransactionRolledBack
 from shared.jobs import JobRequest
 from shared.messages import job_id_of, storable
 from shared.retrying import with_backoff
@@ -297,7 +297,10 @@ class Rows:
                 return write(session)
 
         def retrying(exc: BaseException, delay: float) -> None:
-            log.warning("database unavailable, retrying in %.1f s: %s", delay, exc)
+            if isinstance(exc, TransactionRolledBack):
+                log.warning("%s; trying again in %.1f s", exc, delay)
+            else:
+                log.warning("database unavailable, retrying in %.1f s: %s", delay, exc)
 
         return with_backoff(
             once,

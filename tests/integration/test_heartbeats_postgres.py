@@ -10,6 +10,7 @@ transaction holds, and the job's progress waits for the next beat.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,6 +21,7 @@ from services.worker.supervisor import Supervisor
 from shared import states
 from shared.db import repo
 from shared.db.engine import get_engine, session_scope
+from shared.errors import DatabaseUnavailable, TransactionRolledBack
 from shared.settings import Settings
 from tests.unit.test_supervisor import _running_job
 
@@ -88,3 +90,37 @@ def test_a_job_a_beat_skipped_is_stamped_at_the_next_poll_with_its_progress(db_u
         assert _stamps(db_url, control.job_id) == after
     assert after[0] is not None and before[0] is not None and after[0] > before[0]
     assert not control.stopping
+
+
+def test_a_deadlock_the_database_breaks_reads_as_such_and_is_retried_like_an_outage(
+    db_url: str,
+) -> None:
+    """Two transactions locking two rows in opposite orders: PostgreSQL rolls one back after
+    its deadlock timeout (1 s). The loser sees what happened, not "database unavailable",
+    and still gets the retry every DatabaseUnavailable gets."""
+    first, second = _running_job(db_url), _running_job(db_url)
+    both_hold_one = threading.Barrier(2, timeout=10)
+    errors: list[BaseException] = []
+
+    def lock(one: str, other: str) -> None:
+        update = text("UPDATE jobs SET updated_at = now() WHERE id = :id")
+        try:
+            with session_scope(db_url) as session:
+                session.execute(update, {"id": one})
+                both_hold_one.wait()
+                session.execute(update, {"id": other})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=lock, args=(first.job_id, second.job_id)),
+        threading.Thread(target=lock, args=(second.job_id, first.job_id)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(errors) == 1, errors
+    assert isinstance(errors[0], TransactionRolledBack)
+    assert isinstance(errors[0], DatabaseUnavailable)
+    assert "rolled the transaction back (DeadlockDetected: deadlock detected)" in str(errors[0])
