@@ -165,6 +165,12 @@ def _forward_passes(log: str) -> dict[str, float]:
     }
 
 
+def _db_retries(log: str) -> int:
+    """Row writes the worker had to try again (a transaction the database rolled back, or the
+    database away): each one stalls the jobs waiting on it, for 0.2 s at least."""
+    return log.count("; trying again in ") + log.count("database unavailable, retrying in ")
+
+
 def _registry(folder: Path, alias: str, entry: dict[str, Any]) -> Path:
     path = folder / f"{alias}.toml"
     path.write_text(tomli_w.dumps({"models": {alias: entry}}))
@@ -242,6 +248,7 @@ class Service:
             f"{prefix}_cpu_s": cpu,
             f"{prefix}_machine_busy": busy,
             **{f"{prefix}_{key}": value for key, value in _forward_passes(log).items()},
+            f"{prefix}_db_retries": _db_retries(log),
         }
 
     def _vacuum(self) -> None:
@@ -350,6 +357,10 @@ HEADLINE = (
     "ratio_batched_vs_inprocess_batched",
     "ratio_batched_vs_unbatched",
     "ratio_small_job_vs_bare_celery",
+    # Kept round by round: a median would hide the one burst that stalled.
+    "service_unbatched_db_retries",
+    "service_batched_db_retries",
+    "small_job_db_retries",
 )
 
 

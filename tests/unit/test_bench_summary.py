@@ -1,8 +1,18 @@
-"""The batching bench's summary of its rounds: medians, figure by figure."""
+"""The batching bench's summary of its rounds (medians, figure by figure) and what it reads
+from the worker's log."""
 
 from __future__ import annotations
 
-from tests.bench.batching import _medians
+import logging
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from services.worker.rows import Rows
+from shared.errors import DatabaseUnavailable, TransactionRolledBack
+from shared.settings import Settings
+from tests.bench.batching import _db_retries, _medians
 
 
 def test_each_figure_is_the_median_of_its_rounds_and_dicts_figure_by_figure() -> None:
@@ -21,3 +31,29 @@ def test_each_figure_is_the_median_of_its_rounds_and_dicts_figure_by_figure() ->
 
 def test_an_even_number_of_rounds_meets_in_the_middle() -> None:
     assert _medians([{"tps": 100.0, "n": 1}, {"tps": 111.0, "n": 2}]) == {"tps": 105.5, "n": 1.5}
+
+
+def test_the_retries_counted_are_the_lines_the_worker_logs_when_it_retries(
+    db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bench reads retries from the worker's log: its count must follow what the worker
+    writes there, for both kinds (the database away, a transaction rolled back)."""
+    rows = Rows(
+        db_url,
+        worker="w1",
+        settings=Settings(database_url=db_url, home=tmp_path / "home"),
+        retry_seconds=5,
+    )
+    failures: list[Exception] = [
+        DatabaseUnavailable("database: database unavailable (test)"),
+        TransactionRolledBack("database: the database rolled the transaction back (test)"),
+    ]
+
+    def write(session: Session) -> str:
+        if failures:
+            raise failures.pop(0)
+        return "written"
+
+    with caplog.at_level(logging.WARNING, logger="services.worker.rows"):
+        assert rows.persist_alone(write) == "written"
+    assert _db_retries(caplog.text) == 2
