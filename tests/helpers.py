@@ -31,6 +31,25 @@ def pipeq(
     )
 
 
+def service_env(
+    broker_url: str, database_url: str, *, models: Path, home: Path, **extra: str
+) -> dict[str, str]:
+    """The environment of pipeq processes on these services, their database migrated: this
+    process's own less any ``PIPEQ_`` setting, the services, the registry, the home folder,
+    no model downloads, and ``extra`` over them."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PIPEQ_")}
+    env.update(
+        PIPEQ_BROKER_URL=broker_url,
+        PIPEQ_DATABASE_URL=database_url,
+        PIPEQ_MODELS=str(models),
+        PIPEQ_HOME=str(home),
+        HF_HUB_OFFLINE="1",
+    )
+    env.update(extra)
+    pipeq("db", "upgrade", env=env)
+    return env
+
+
 class ServiceProcess:
     """A real pipeq service (``pipeq worker``, ``beat``, ``gateway``...) in its own process
     group, its output appended to a log file; :meth:`log` reads what this start wrote."""

@@ -11,7 +11,6 @@ every write to go through the first time.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 
 from shared.client import Client
 from shared.settings import Settings
-from tests.helpers import WorkerProcess, pipeq
+from tests.helpers import WorkerProcess, service_env
 from tests.infra import isolated_services
 
 MODEL = "tiny-text-classification"
@@ -32,17 +31,14 @@ def beating(
 ) -> Iterator[tuple[Client, WorkerProcess]]:
     folder = tmp_path_factory.mktemp("beats")
     with isolated_services() as services:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PIPEQ_")}
-        env.update(
-            PIPEQ_BROKER_URL=services.broker_url,
-            PIPEQ_DATABASE_URL=services.database_url,
-            PIPEQ_MODELS=str(tiny_registry),
-            PIPEQ_HOME=str(folder / "home"),
+        env = service_env(
+            services.broker_url,
+            services.database_url,
+            models=tiny_registry,
+            home=folder / "home",
             PIPEQ_HEARTBEAT_SECONDS="0.02",
             PIPEQ_LOG_LEVEL="INFO",
-            HF_HUB_OFFLINE="1",
         )
-        pipeq("db", "upgrade", env=env)
         worker = WorkerProcess(
             queues=["nlp"],
             env=env,
@@ -61,7 +57,7 @@ def beating(
             worker.stop()
 
 
-def test_a_burst_beaten_every_50_ms_writes_every_row_the_first_time(
+def test_a_burst_beaten_every_20_ms_writes_every_row_the_first_time(
     beating: tuple[Client, WorkerProcess],
 ) -> None:
     client, worker = beating

@@ -9,7 +9,6 @@ evicts the least recently used idle model.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 from services.worker.tiny.quantizable import alias, write_registry
 from shared.client import Client
 from shared.settings import Settings
-from tests.helpers import WorkerProcess, pipeq
+from tests.helpers import WorkerProcess, pipeq, service_env
 from tests.infra import isolated_services
 
 TEXTS = ["I love this movie", "the food was terrible and the service was slow"]
@@ -30,16 +29,12 @@ BUDGET = "16MiB"
 def quant_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     registry = write_registry(tmp_path_factory.mktemp("quant"), variants=["fp32", "int8", "nf4"])
     with isolated_services() as urls:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PIPEQ_")}
-        env.update(
-            PIPEQ_BROKER_URL=urls.broker_url,
-            PIPEQ_DATABASE_URL=urls.database_url,
-            PIPEQ_MODELS=str(registry),
-            PIPEQ_HOME=str(tmp_path_factory.mktemp("quant-home")),
-            HF_HUB_OFFLINE="1",
+        yield service_env(
+            urls.broker_url,
+            urls.database_url,
+            models=registry,
+            home=tmp_path_factory.mktemp("quant-home"),
         )
-        pipeq("db", "upgrade", env=env)
-        yield env
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ receiver (what Flower runs) caught meanwhile.
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -29,7 +28,7 @@ from shared.celery_app import make_app
 from shared.client import Client
 from shared.jobs import TASK_NAME
 from shared.settings import Settings
-from tests.helpers import WorkerProcess, pipeq
+from tests.helpers import WorkerProcess, service_env
 from tests.infra import isolated_services
 
 TC, TC_MODEL = "text-classification", "tiny-text-classification"
@@ -109,17 +108,14 @@ class EventLog:
 def run(tiny_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     folder = tmp_path_factory.mktemp("observed")
     with isolated_services() as services:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("PIPEQ_")},
-            "PIPEQ_BROKER_URL": services.broker_url,
-            "PIPEQ_DATABASE_URL": services.database_url,
-            "PIPEQ_MODELS": str(tiny_registry),
-            "PIPEQ_HOME": str(folder / "home"),
-            "PIPEQ_LOG_JSON": "true",
-            "PIPEQ_TASK_EVENTS": "true",  # as deployed (compose, k8s)
-            "HF_HUB_OFFLINE": "1",
-        }
-        pipeq("db", "upgrade", env=env)
+        env = service_env(
+            services.broker_url,
+            services.database_url,
+            models=tiny_registry,
+            home=folder / "home",
+            PIPEQ_LOG_JSON="true",
+            PIPEQ_TASK_EVENTS="true",  # as deployed (compose, k8s)
+        )
         settings = Settings(
             broker_url=services.broker_url,
             database_url=services.database_url,

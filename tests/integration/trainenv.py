@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -31,7 +30,7 @@ from shared.errors import JobNotFound
 from shared.jobs import JobView
 from shared.messages import celery_body
 from shared.settings import Settings
-from tests.helpers import WorkerProcess, pipeq
+from tests.helpers import WorkerProcess, service_env
 from tests.infra import isolated_services
 
 INLINE_CAP = 200
@@ -155,15 +154,13 @@ class TrainEnv:
 def train_env(folder: Path) -> Iterator[TrainEnv]:
     registry = build_registry(folder / "models")
     with isolated_services() as services:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PIPEQ_")}
-        env.update(
-            TRAIN_ENV,
-            PIPEQ_BROKER_URL=services.broker_url,
-            PIPEQ_DATABASE_URL=services.database_url,
-            PIPEQ_MODELS=str(registry),
-            PIPEQ_HOME=str(folder / "home"),
+        env = service_env(
+            services.broker_url,
+            services.database_url,
+            models=registry,
+            home=folder / "home",
+            **TRAIN_ENV,
         )
-        pipeq("db", "upgrade", env=env)
         settings = Settings(
             broker_url=services.broker_url,
             database_url=services.database_url,
