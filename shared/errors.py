@@ -149,7 +149,7 @@ def _translate(exc: Exception, prefix: str) -> PipeqError | None:
 
     if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
         if str(getattr(exc.orig, "sqlstate", "") or "").startswith("40"):
-            first = str(exc.orig).splitlines()[0] if str(exc.orig) else ""
+            first = (str(exc.orig).splitlines() or [""])[0]
             return TransactionRolledBack(
                 f"{prefix}the database rolled the transaction back "
                 f"({type(exc.orig).__name__}: {first})"

@@ -113,7 +113,7 @@ class Supervisor:
             self._database_away(now, exc)
             return
         finally:
-            _progress_unwritten(live, beats, stamped)
+            _progress_unwritten(due, beats, stamped)
         self._db_down_since = None
         if beat:
             self._last_beat = now
@@ -166,12 +166,9 @@ def _beat(control: JobControl) -> states.Beat:
     return states.Beat(control.job_id, control.lease, progress)
 
 
-def _progress_unwritten(
-    live: list[JobControl], beats: list[states.Beat], stamped: set[str]
-) -> None:
+def _progress_unwritten(due: list[JobControl], beats: list[states.Beat], stamped: set[str]) -> None:
     """A beat that carried progress but was not written (its row was busy, or the database
     away) leaves the progress to the next beat."""
-    carried = {beat.job_id for beat in beats if beat.progress is not None} - stamped
-    for control in live:
-        if control.job_id in carried:
+    for control, beat in zip(due, beats, strict=True):
+        if beat.progress is not None and control.job_id not in stamped:
             control.progress_changed = True

@@ -5,7 +5,7 @@ its own order; the supervisor's heartbeats used to be one UPDATE per job in one 
 holding the locks taken so far while waiting for the next. The two deadlocked (seen in the
 batching bench: one in every few 2,000-job bursts, each broken only after PostgreSQL's 1 s
 deadlock timeout, the group rolled back and retried). A beat now skips a row that another
-transaction holds, and the job's progress waits for the next beat.
+transaction holds; the supervisor stamps that job, progress and all, at its next poll.
 """
 
 from __future__ import annotations
