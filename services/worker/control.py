@@ -127,7 +127,9 @@ class JobControl:
                 import torch
 
                 stop = control.stopping
-                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool)
+                return torch.full(
+                    (input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device
+                )
 
         return StoppingCriteriaList([StopWhenAsked()])
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.worker.control import current
 from services.worker.handlers.base import Loaded
 from services.worker.handlers.pipelines import PipelineHandler, auto_class_for, build_pipeline
 from services.worker.loading import load_pretrained, load_processor
@@ -73,8 +74,11 @@ class SpeechRecognition(PipelineHandler[SpeechRecognitionParams]):
             raise InvalidParameter(
                 next(iter(generation)), "applies to sequence-to-sequence models such as Whisper"
             )
-        if kind.startswith("seq2seq"):
-            kwargs["generate_kwargs"] = generation
+        if kind.startswith("seq2seq"):  # ends at the next token once the job should stop
+            kwargs["generate_kwargs"] = {
+                **generation,
+                "stopping_criteria": current().stopping_criteria(),
+            }
         if kwargs.get("chunk_length_s") and kind.startswith("seq2seq"):
             kwargs["ignore_warning"] = True
         return kwargs

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from services.worker.control import current
 from services.worker.handlers.base import Loaded
 from shared.params import GenerationParams
 
@@ -62,9 +63,13 @@ RANDOM = RandomGuard()
 
 
 def generate_kwargs(loaded: Loaded, params: GenerationParams) -> dict[str, Any]:
-    """``params`` as ``generate()`` arguments, against the model's own defaults."""
+    """``params`` as ``generate()`` arguments, against the model's own defaults, with a
+    stopping criterion that ends generation at the next token once the job (every job of a
+    batch) is cancelled, past its time limit or superseded."""
     config = getattr(loaded.model, "generation_config", None)
-    return params.generate_kwargs(model_samples=bool(getattr(config, "do_sample", False)))
+    kwargs = params.generate_kwargs(model_samples=bool(getattr(config, "do_sample", False)))
+    kwargs["stopping_criteria"] = current().stopping_criteria()
+    return kwargs
 
 
 @contextlib.contextmanager
