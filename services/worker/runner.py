@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from services.worker import metrics
 from services.worker.batching import Batcher, params_key
-from services.worker.control import JobControl, Superseded, running
+from services.worker.control import JobControl, Superseded, current, running
 from services.worker.gate import Gate
 from services.worker.handlers import Handler, Loaded, handler_for
 from services.worker.oom import predict_splitting, release_cuda_cache
@@ -305,6 +305,7 @@ class JobRunner:
                 lambda part: handler.predict(loaded, part, params),
                 batch,
                 release=self.release_memory,
+                check=current().check,  # the job's, or its batch's: all of whose jobs stopped
                 job_id=control.job_id,
             )
 

@@ -30,7 +30,9 @@ def fake_handlers(task: str) -> FaultyHandler:
 
 
 @contextlib.contextmanager
-def fake_runner(db_url: str, home: Path, **settings: Any) -> Iterator[JobRunner]:
+def fake_runner(
+    db_url: str, home: Path, *, handlers: Any = fake_handlers, **settings: Any
+) -> Iterator[JobRunner]:
     """A runner with quick heartbeats, ``settings`` on top, and its supervisor running."""
     config = Settings(database_url=db_url, home=home, **{"heartbeat_seconds": 0.05, **settings})
     supervisor = Supervisor(
@@ -42,7 +44,7 @@ def fake_runner(db_url: str, home: Path, **settings: Any) -> Iterator[JobRunner]
             worker="unit",
             settings=config,
             db_retry_seconds=1,
-            handlers=fake_handlers,
+            handlers=handlers,
             supervisor=supervisor,
             release_memory=lambda: None,
         )

@@ -20,6 +20,7 @@ from shared.db import repo
 from shared.db.engine import session_scope
 from shared.db.models import utcnow
 from shared.jobs import JobView, parse_job
+from tests.faults import EchoHandler, OutOfMemoryError
 from tests.unit.fake_runner import endings as _endings
 from tests.unit.fake_runner import fake_runner
 from tests.unit.fake_runner import in_thread as _in_thread
@@ -62,6 +63,35 @@ def test_out_of_memory_on_one_input_fails_the_job_clearly(runner: JobRunner) -> 
     job = _row(runner, message["id"])
     assert job.error is not None and job.error.type == "model_failure"
     assert "out of memory on a single input" in job.error.message
+
+
+class _LargeAlone(EchoHandler):
+    """Out of memory on more than one text; each text alone takes 0.3 s and never checks."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def predict(self, loaded: Any, items: list[Any], params: Any) -> list[Any]:
+        if len(items) > 1:
+            raise OutOfMemoryError(f"CUDA out of memory on a batch of {len(items)} (injected)")
+        time.sleep(0.3)
+        self.ran.append(items[0])
+        return super().predict(loaded, items, params)
+
+
+def test_a_job_split_for_memory_stops_between_halves_at_its_time_limit(
+    db_url: str, tmp_path: Path
+) -> None:
+    handler = _LargeAlone()
+    message = _message(["a", "b", "c", "d"])  # split down to four passes of 0.3 s each
+    with fake_runner(
+        db_url, tmp_path, handlers=lambda task: handler, time_limits={"nlp": 0.5}
+    ) as runner:
+        assert runner.run(message, fallback_id="x") == "FAILED"
+        job = _row(runner, message["id"])
+    assert job.error is not None and job.error.type == "timeout"
+    # The limit passes during "b": "c" and "d" never run (before, all four did).
+    assert handler.ran in (["a"], ["a", "b"]), handler.ran
 
 
 def test_a_job_that_checks_stops_at_its_time_limit(runner: JobRunner) -> None:
