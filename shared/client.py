@@ -43,6 +43,7 @@ from shared.db.engine import session_scope
 from shared.db.reads import reader
 from shared.errors import (
     BrokerUnavailable,
+    IdempotencyKeyReused,
     InvalidInput,
     InvalidJob,
     JobError,
@@ -312,8 +313,5 @@ def _same_job(found: Any, request: JobRequest) -> JobView:
         and (found.params or {}) == request.params
     )
     if not same:
-        raise InvalidJob(
-            f"idempotency key {request.idempotency_key!r} was used for job {found.id} with "
-            "another task, model, inputs or parameters"
-        )
+        raise IdempotencyKeyReused(request.idempotency_key or "", found.id)
     return repo.to_view(found)

@@ -48,6 +48,18 @@ class InvalidJob(JobError):
     code = "invalid_job"
 
 
+class IdempotencyKeyReused(InvalidJob):
+    """An idempotency key already names another job (task, model, inputs or parameters)."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was used for job {job_id} with another task, model, "
+            "inputs or parameters"
+        )
+        self.key = key
+        self.job_id = job_id
+
+
 class InvalidParameter(InvalidJob):
     code = "invalid_parameter"
 

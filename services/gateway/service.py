@@ -30,7 +30,7 @@ from services.gateway.schemas import (
 from shared.client import Client
 from shared.db import tenancy, webhooks
 from shared.db.reads import Reader
-from shared.errors import InvalidInput
+from shared.errors import IdempotencyKeyReused, InvalidInput
 from shared.jobs import JobRequest, JobView
 from shared.settings import Settings
 from shared.states import State
@@ -61,14 +61,19 @@ class Gateway:
 
     def submit(self, request: JobRequest, caller: Caller) -> tuple[JobView, bool]:
         """Queue ``request`` for ``caller``; (the job, whether it already existed)."""
-        if request.idempotency_key is not None:
-            scoped = scoped_key(caller.tenant, request.idempotency_key)
-            request = request.model_copy(update={"idempotency_key": scoped})
+        given = request.idempotency_key
+        if given is not None:
+            request = request.model_copy(
+                update={"idempotency_key": scoped_key(caller.tenant, given)}
+            )
         request = request.with_id()
         try:
             job = self.client.submit_request(request, tenant=caller.tenant)
         except InvalidInput as exc:  # the only InvalidInput submit raises: the size limit
             raise ApiError(413, str(exc)) from exc
+        except IdempotencyKeyReused as exc:  # named as the caller gave it, not as stored
+            reused = IdempotencyKeyReused(given or "", exc.job_id)
+            raise ApiError(422, str(reused), type=reused.code) from exc
         except IntegrityError as exc:
             raise ApiError(409, f"a job with id {request.id} already exists") from exc
         replayed = job.id != request.id

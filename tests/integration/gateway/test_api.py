@@ -114,6 +114,20 @@ def test_a_retried_post_returns_the_same_job(api: httpx.Client, other: httpx.Cli
         "/v1/jobs", json={**PARKED, "idempotency_key": "a"}, headers={"Idempotency-Key": "b"}
     )
     assert mismatch.status_code == 422
+    # The same key with another job is refused, never taken for a replay of the first; the
+    # answer names the key as the caller gave it, not as stored under the tenant.
+    other_job = api.post(
+        "/v1/jobs",
+        json={**PARKED, "params": {"learning_rate": 1e-4}},
+        headers={"Idempotency-Key": key},
+    )
+    assert other_job.status_code == 422, other_job.text
+    error = other_job.json()["error"]
+    assert error["type"] == "invalid_job"
+    assert error["message"] == (
+        f"idempotency key {key!r} was used for job {first.json()['id']} with another task, "
+        "model, inputs or parameters"
+    )
 
 
 def test_requests_without_a_valid_key_are_refused(
