@@ -164,6 +164,11 @@ class ModelSpec(BaseModel):
     defaults: dict[str, Any] = Field(default_factory=dict, description="Parameter defaults.")
     limits: dict[str, int | float] = Field(default_factory=dict, description="Parameter caps.")
     batch: BatchOptions = Field(default_factory=BatchOptions)
+    process: bool = Field(
+        False,
+        description="Serve the model from a process of its own: its forward passes then run "
+        "outside the worker's GIL (services/worker/model_process.py).",
+    )
     #: Set by the loader: the folder the registry file lives in.
     base_dir: Path = Field(Path("."), exclude=True)
 

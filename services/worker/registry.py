@@ -41,6 +41,7 @@ from services.worker.estimate import expected_bytes
 from services.worker.handlers import Loaded, handler_for
 from services.worker.loading import check_spec, model_device
 from services.worker.memory import mib, placement, release_memory, rss_bytes, tensor_bytes
+from services.worker.model_process import ModelProcess
 from shared import finetuned
 from shared.errors import ModelFailure, UnknownModel
 from shared.registry import ModelSpec, Registry
@@ -148,7 +149,12 @@ class Models:
                     self._reserved -= need
                     self._cond.notify_all()
             with self._cond:
-                entry = _Entry(loaded, loaded.tensor_bytes, placement(loaded.model))
+                where = (
+                    loaded.model.placement
+                    if isinstance(loaded.model, ModelProcess)
+                    else placement(loaded.model)
+                )
+                entry = _Entry(loaded, loaded.tensor_bytes, where)
                 self._entries[alias] = entry
                 self._measured[alias] = loaded.tensor_bytes
                 self._log_load(spec, entry)
@@ -287,6 +293,8 @@ class Models:
             model: Callable[[], object] = weakref.ref(entry.loaded.model)
         except TypeError:  # not a torch module: nothing to watch
             model = type(None)
+        if isinstance(entry.loaded.model, ModelProcess):
+            entry.loaded.model.close()  # its tensors go with its process
         del entry  # the last reference to the model: its tensors are freed here
         metrics.model_unloaded(alias)
         log.info(
@@ -309,6 +317,8 @@ class Models:
     # -- loading -----------------------------------------------------------------------
 
     def _load(self, spec: ModelSpec) -> Loaded:
+        if spec.process:
+            return self._start_process(spec)
         started = time.perf_counter()
         before = rss_bytes()
         loaded = handler_for(spec.task).load(spec, model_device(spec, self.device))
@@ -317,13 +327,29 @@ class Models:
         loaded.extras.setdefault("rss_delta", max(rss_bytes() - before, 0))
         return loaded
 
+    def _start_process(self, spec: ModelSpec) -> Loaded:
+        device = model_device(spec, self.device)
+        process = ModelProcess(spec, device)
+        process.start()
+        return Loaded(
+            spec=spec,
+            model=process,
+            device=device,
+            load_seconds=process.load_seconds,
+            tensor_bytes=process.tensor_bytes,
+            extras={"rss_delta": process.rss_bytes, "pid": process.pid},
+        )
+
     def _log_load(self, spec: ModelSpec, entry: _Entry) -> None:
         loaded, where = entry.loaded, entry.placement
         metrics.model_loaded(
             spec.alias, seconds=loaded.load_seconds, tensor_bytes=loaded.tensor_bytes
         )
+        rss = mib(loaded.extras["rss_delta"])
+        pid = loaded.extras.get("pid")
+        memory = f"its own process (pid {pid}), RSS {rss}" if pid else f"process RSS +{rss}"
         log.info(
-            "loaded model %s (%s) on %s in %.2f s: tensors %s (%s, %s), process RSS +%s; budget %s",
+            "loaded model %s (%s) on %s in %.2f s: tensors %s (%s, %s), %s; budget %s",
             spec.alias,
             spec.task,
             ",".join(where["devices"]),
@@ -331,7 +357,7 @@ class Models:
             mib(loaded.tensor_bytes),
             "+".join(where["dtypes"]),
             where["quantization"],
-            mib(loaded.extras["rss_delta"]),
+            memory,
             self._budget_line(),
             extra={
                 "event": "model_loaded",

@@ -39,6 +39,7 @@ from services.worker.batching import Batcher, params_key
 from services.worker.control import JobControl, Superseded, current, running
 from services.worker.gate import Gate
 from services.worker.handlers import Handler, Loaded, handler_for
+from services.worker.model_process import ModelProcess
 from services.worker.oom import predict_splitting, release_cuda_cache
 from services.worker.rows import Rows, job_id_of
 from services.worker.supervisor import Supervisor
@@ -301,6 +302,10 @@ class JobRunner:
 
         def forward(batch: list[Any]) -> list[Any]:  # may carry other jobs' items too
             loaded = self.models.get(request.model)
+            if isinstance(loaded.model, ModelProcess):  # splits and checks in its process
+                return loaded.model.predict(
+                    self.handlers, batch, params, control=current(), job_id=control.job_id
+                )
             return predict_splitting(
                 lambda part: handler.predict(loaded, part, params),
                 batch,

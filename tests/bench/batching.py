@@ -357,6 +357,10 @@ HEADLINE = (
     "ratio_batched_vs_inprocess_batched",
     "ratio_batched_vs_unbatched",
     "ratio_small_job_vs_bare_celery",
+    "service_batched_apart_tps",
+    "small_job_apart_tps",
+    "ratio_batched_apart_vs_batched",
+    "ratio_small_job_apart_vs_small_job",
     # Kept round by round: a median would hide the one burst that stalled.
     "service_unbatched_db_retries",
     "service_batched_db_retries",
@@ -377,6 +381,12 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "minilm-off": _registry(folder, "minilm-off", {**minilm, "batch": {"max_size": 1}}),
         "tiny-text-classification": ctx.tiny_registry(),
     }
+    # The same two models served from a process of their own (registry ``process = true``).
+    tiny_model = registries["tiny-text-classification"].parent / "tiny-text-classification"
+    registries["minilm-apart"] = _registry(folder, "minilm-apart", {**minilm, "process": True})
+    registries["tiny-apart"] = _registry(
+        folder, "tiny-apart", {"task": TASK, "source": str(tiny_model), "process": True}
+    )
     pipeq("db", "upgrade", env=ctx.env(PIPEQ_MODELS=str(registries["minilm"])))
     rounds = []
     for number in range(1, ROUNDS + 1):
@@ -409,6 +419,9 @@ def _round(ctx: BenchContext, registries: dict[str, Path], texts: list[str]) -> 
         service.lone_jobs("minilm", texts[:20])
         figures.update(service.burst("minilm", texts, "service_batched"))
         lone = service.lone_jobs("minilm", texts[:LONE_JOBS])
+    with Service(ctx, registries["minilm-apart"], "apart") as service:
+        service.lone_jobs("minilm-apart", texts[:20])
+        figures.update(service.burst("minilm-apart", texts, "service_batched_apart"))
     if WORKERS > 1:
         with Service(ctx, registries["minilm"], "many", workers=WORKERS) as service:
             service.lone_jobs("minilm", texts[:20])
@@ -423,6 +436,9 @@ def _round(ctx: BenchContext, registries: dict[str, Path], texts: list[str]) -> 
     with Service(ctx, tiny, "tiny") as service:
         service.lone_jobs("tiny-text-classification", texts[:20])
         figures.update(service.burst("tiny-text-classification", texts, "small_job"))
+    with Service(ctx, registries["tiny-apart"], "tiny-apart") as service:
+        service.lone_jobs("tiny-apart", texts[:20])
+        figures.update(service.burst("tiny-apart", texts, "small_job_apart"))
     from services.worker.main import default_concurrency
     from shared.registry import load_registry
 
@@ -441,6 +457,19 @@ def _round(ctx: BenchContext, registries: dict[str, Path], texts: list[str]) -> 
     )
     figures["ratio_small_job_vs_bare_celery"] = round(
         figures["small_job_tps"] / figures["bare_celery_tps"], 2
+    )
+    # What serving the model from its own process buys, against the same model in the worker.
+    figures["ratio_batched_apart_vs_inprocess_batched"] = round(
+        figures["service_batched_apart_tps"] / figures["inprocess_batched_tps"], 2
+    )
+    figures["ratio_batched_apart_vs_batched"] = round(
+        figures["service_batched_apart_tps"] / figures["service_batched_tps"], 2
+    )
+    figures["ratio_small_job_apart_vs_bare_celery"] = round(
+        figures["small_job_apart_tps"] / figures["bare_celery_tps"], 2
+    )
+    figures["ratio_small_job_apart_vs_small_job"] = round(
+        figures["small_job_apart_tps"] / figures["small_job_tps"], 2
     )
     return figures
 
