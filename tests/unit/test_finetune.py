@@ -331,3 +331,16 @@ def test_each_strategy_trains_and_serves_on_its_device(
     outputs = handler.predict(loaded, ["a lovely day", "an awful day"], handler.params(
         loaded.spec, {"top_k": None}))  # fmt: skip
     assert all({d["label"] for d in out} == {"negative", "positive"} for out in outputs)
+
+
+def test_resuming_skips_a_checkpoint_its_worker_died_writing(tmp_path: Path) -> None:
+    from services.worker.training.job import _last_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    for step, state in ((10, '{"global_step": 10}'), (20, None), (30, '{"global_st')):
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+        if state is not None:
+            (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (folder / "checkpoint-9").mkdir()  # older, complete or not: never chosen over 10
+    assert _last_checkpoint(folder) == str(folder / "checkpoint-10")
+    assert _last_checkpoint(tmp_path / "none") is None

@@ -158,12 +158,20 @@ def _claim(folder: Path, job_id: str) -> bool:
 
 
 def _last_checkpoint(folder: Path) -> str | None:
+    """The newest complete checkpoint in ``folder``. The Trainer writes ``trainer_state.json``
+    last, so a checkpoint without it (or with it cut short) is one its worker died writing:
+    resuming from it failed the job ("Can't find a valid checkpoint"); the one before is used."""
     if not folder.is_dir():
         return None
-    from transformers.trainer_utils import get_last_checkpoint
-
-    found = get_last_checkpoint(str(folder))
-    return str(found) if found else None
+    found = [path for path in folder.glob("checkpoint-*") if path.name[11:].isdigit()]
+    for path in sorted(found, key=lambda path: int(path.name[11:]), reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            log.warning("checkpoint %s is incomplete (its worker died writing it); skipped", path)
+            continue
+        return str(path)
+    return None
 
 
 # -- the Trainer -------------------------------------------------------------------
