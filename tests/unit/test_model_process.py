@@ -134,13 +134,12 @@ def test_errors_keep_their_kind_and_message_across_the_pipe() -> None:
 def test_the_memory_budget_counts_the_process_and_eviction_ends_it(
     tiny_registry: Path, tmp_path: Path
 ) -> None:
-    text = (tmp_path / "models.toml").write_text(
+    (tmp_path / "models.toml").write_text(
         "[models.served-apart]\n"
         'task = "text-classification"\n'
         f'source = "{tiny_registry.parent / "tiny-text-classification"}"\n'
         "process = true\n"
     )
-    assert text
     models = Models(load_registry(tmp_path / "models.toml"), device="cpu", queues=("nlp",))
     loaded = models.get("served-apart")
     process = loaded.model

@@ -163,8 +163,9 @@ def _last_checkpoint(folder: Path) -> str | None:
     resuming from it failed the job ("Can't find a valid checkpoint"); the one before is used."""
     if not folder.is_dir():
         return None
-    found = [path for path in folder.glob("checkpoint-*") if path.name[11:].isdigit()]
-    for path in sorted(found, key=lambda path: int(path.name[11:]), reverse=True):
+    steps = {path: path.name.removeprefix("checkpoint-") for path in folder.glob("checkpoint-*")}
+    found = [path for path, step in steps.items() if step.isdigit()]
+    for path in sorted(found, key=lambda path: int(steps[path]), reverse=True):
         try:
             json.loads((path / "trainer_state.json").read_text())
         except (OSError, ValueError):
