@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import JobAttempt, utcnow
 
-#: The attempt log's table, for Core statements (see ``shared/states.py``).
+#: The attempt log's table, for Core statements (see ``shared/states/machine.py``).
 ATTEMPTS: Final = cast(Table, JobAttempt.__table__)
 
 

@@ -115,4 +115,4 @@ def test_transition_table_is_closed() -> None:
 
 def test_only_from_must_be_a_transition(session: Session) -> None:
     with pytest.raises(ValueError):
-        states._move(session, "x", State.SUCCEEDED, only_from=State.QUEUED)
+        states.machine._move(session, "x", State.SUCCEEDED, only_from=State.QUEUED)
