@@ -23,7 +23,7 @@ def test_a_second_holder_is_refused_until_the_first_releases(tmp_path: Path) -> 
 
 def test_a_dead_holder_releases_the_lock(tmp_path: Path) -> None:
     path = tmp_path / "db.beat-lock"
-    holder = subprocess.Popen(
+    with subprocess.Popen(
         [
             sys.executable,
             "-c",
@@ -33,13 +33,12 @@ def test_a_dead_holder_releases_the_lock(tmp_path: Path) -> None:
         ],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        assert not FileLock(path).acquire()
-    finally:
-        holder.kill()
-        holder.wait()
+    ) as holder:  # closes its pipe on the way out
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            assert not FileLock(path).acquire()
+        finally:
+            holder.kill()
     assert FileLock(path).acquire()
 
 
