@@ -14,7 +14,8 @@ once the broker has the message on disk), and returns the job as inserted, QUEUE
 without reading it back (a worker may be running it already: ``get`` says). While
 the broker is away the publish is retried for ``PIPEQ_PUBLISH_RETRY_SECONDS``; if it
 stays away, the row is failed rather than left queued forever, and
-:class:`BrokerUnavailable` raised.
+:class:`BrokerUnavailable` raised. A broker that refuses the login (a wrong user, password
+or vhost) fails the row at once, with :class:`BrokerRefused`.
 
 Idempotency keys make a retried submit safe: a job whose key was seen before is
 returned as it stands, not sent again, unless it is still QUEUED, in which case
@@ -42,6 +43,7 @@ from shared.db.ended import Listener
 from shared.db.engine import session_scope
 from shared.db.reads import reader
 from shared.errors import (
+    BrokerRefused,
     BrokerUnavailable,
     IdempotencyKeyReused,
     InvalidInput,
@@ -121,7 +123,7 @@ class Client:
             message = request.model_dump(mode="json", exclude_none=True)
         try:
             self.publish(message, request)
-        except BrokerUnavailable as exc:
+        except (BrokerUnavailable, BrokerRefused) as exc:
             self._not_queued([request.id or ""], exc)
             raise
         return view  # as submitted (QUEUED): no second read; a worker may have it already
@@ -152,7 +154,7 @@ class Client:
                 first=0.5,
                 most=2.0,
             )
-        except BrokerUnavailable as exc:
+        except (BrokerUnavailable, BrokerRefused) as exc:
             self._not_queued([request.id or "" for request in fresh], exc)
             raise
         views = iter(repo.to_view(row) for row in rows)
@@ -186,7 +188,9 @@ class Client:
         except JobError as exc:  # which job of the lot, and why
             raise InvalidJob(f"job {index}: {exc}") from exc
 
-    def _not_queued(self, job_ids: builtins.list[str], exc: BrokerUnavailable) -> None:
+    def _not_queued(
+        self, job_ids: builtins.list[str], exc: BrokerUnavailable | BrokerRefused
+    ) -> None:
         with session_scope(self._db) as session:
             for job_id in job_ids:
                 states.fail(session, job_id, error_type=exc.code, message=f"not queued: {exc}")

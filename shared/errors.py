@@ -19,6 +19,8 @@
      │    ├── DatabaseUnavailable
      │    └── BrokerUnavailable
      └── ConfigError              bad settings or registry: the process refuses to start
+          ├── BrokerRefused       the broker turned the login away (user, password, vhost)
+          └── SchemaMissing       the database has no pipeq tables: `pipeq db upgrade` first
 
 Code that calls SQLAlchemy, kombu, torch or transformers does it inside
 :func:`translating`, which re-raises their exceptions as the ones above,
@@ -131,6 +133,19 @@ class ConfigError(PipeqError):
     code = "config_error"
 
 
+class BrokerRefused(ConfigError):
+    """The broker answered and refused us: retrying will not help, the URL must change."""
+
+    code = "broker_refused"
+
+
+class SchemaMissing(ConfigError):
+    code = "schema_missing"
+
+
+UPGRADE_HINT = "run `pipeq db upgrade` against this database first"
+
+
 def _is_out_of_memory(exc: BaseException) -> bool:
     # torch.OutOfMemoryError, matched by name: shared/ never imports torch.
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
@@ -155,10 +170,20 @@ def translating(context: str = "") -> Iterator[None]:
         raise translated from exc
 
 
+def _no_table(exc: Exception) -> bool:
+    """A statement named a table the database lacks: PostgreSQL's undefined_table (42P01),
+    SQLite's "no such table"."""
+    orig = getattr(exc, "orig", None)
+    return str(getattr(orig, "sqlstate", "") or "") == "42P01" or "no such table" in str(orig)
+
+
 def _translate(exc: Exception, prefix: str) -> PipeqError | None:
+    import amqp.exceptions
     import kombu.exceptions
     import sqlalchemy.exc
 
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and _no_table(exc):
+        return SchemaMissing(f"{prefix}the database has no pipeq tables; {UPGRADE_HINT}")
     if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
         if str(getattr(exc.orig, "sqlstate", "") or "").startswith("40"):
             first = (str(exc.orig).splitlines() or [""])[0]
@@ -169,6 +194,12 @@ def _translate(exc: Exception, prefix: str) -> PipeqError | None:
         return DatabaseUnavailable(f"{prefix}database unavailable ({exc.orig!r})")
     if isinstance(exc, sqlalchemy.exc.DisconnectionError | sqlalchemy.exc.TimeoutError):
         return DatabaseUnavailable(f"{prefix}database unavailable ({exc})")
+    if isinstance(exc, amqp.exceptions.AccessRefused | amqp.exceptions.NotAllowed):
+        reply = getattr(exc, "reply_text", "") or str(exc)
+        return BrokerRefused(
+            f"{prefix}the broker refused the connection ({reply}); "
+            "check the user, password and vhost in PIPEQ_BROKER_URL"
+        )
     if isinstance(exc, kombu.exceptions.OperationalError | ConnectionError):
         return BrokerUnavailable(f"{prefix}broker unavailable ({exc})")
     if _is_out_of_memory(exc):

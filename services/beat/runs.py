@@ -24,7 +24,7 @@ from shared.client import Client
 from shared.db import schedules as repo
 from shared.db.engine import session_scope
 from shared.db.models import Schedule
-from shared.errors import BrokerUnavailable, JobError
+from shared.errors import BrokerRefused, BrokerUnavailable, JobError
 from shared.schedules import cadence_of, run_request
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def _fire(client: Client, schedule: Schedule, *, now: datetime) -> Run:
         job_id = client.submit_request(request).id
     except JobError as exc:  # refused before any row was written
         job_id, error = None, f"{exc.code}: {exc}"
-    except BrokerUnavailable as exc:  # the client has failed the job row
+    except (BrokerUnavailable, BrokerRefused) as exc:  # the client has failed the job row
         error = f"{exc.code}: {exc}"
     following = cadence_of(schedule).following(slot, now=now)
     with session_scope(client.settings.resolved_database_url) as session:

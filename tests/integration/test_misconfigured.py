@@ -1,0 +1,105 @@
+"""A user's mistakes in the settings, on the real services: each ends in one line that names
+the fix, and no job is left QUEUED that no worker will ever see."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from shared.client import Client
+from shared.errors import BrokerRefused, SchemaMissing
+from shared.settings import Settings
+from tests.helpers import pipeq, with_path
+from tests.infra import Infra, isolated_services
+
+
+def _with_password(url: str, password: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    user = parts.username or "guest"
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}"))
+
+
+@pytest.fixture(params=["vhost", "password"])
+def refused_url(request: pytest.FixtureRequest, infra: Infra) -> str:
+    if request.param == "vhost":
+        return with_path(infra.broker_url, f"/no-such-vhost-{uuid.uuid4().hex[:8]}")
+    return _with_password(infra.broker_url, f"wrong-{uuid.uuid4().hex[:8]}")
+
+
+def test_a_broker_that_refuses_the_login_fails_the_job_at_once(
+    settings: Settings, refused_url: str
+) -> None:
+    client = Client(settings.model_copy(update={"broker_url": refused_url}))
+    job_id = str(uuid.uuid4())
+    with pytest.raises(BrokerRefused, match="check the user, password and vhost"):
+        client.submit("text-classification", "tiny-text-classification", "hi", job_id=job_id)
+    job = client.get(job_id)
+    assert job.state == "FAILED" and job.error is not None
+    assert job.error.type == "broker_refused"
+    assert job.error.message.startswith("not queued: ")
+    with pytest.raises(BrokerRefused):
+        client.submit_many([{"task": "fill-mask", "model": "tiny-fill-mask", "inputs": "[MASK]"}])
+
+
+def test_the_cli_says_so_in_one_line(pipeq_env: dict[str, str], infra: Infra) -> None:
+    env = {**pipeq_env, "PIPEQ_BROKER_URL": with_path(infra.broker_url, "/no-such-vhost")}
+    done = pipeq(
+        "submit", "fill-mask", "-m", "tiny-fill-mask", "-t", "[MASK]", env=env, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: publishing the job: the broker refused the connection")
+    assert "vhost 'no-such-vhost' not found" in done.stderr or "no-such-vhost" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_a_postgresql_database_never_migrated_is_named_with_the_fix(
+    pipeq_env: dict[str, str], tmp_path: Path
+) -> None:
+    with isolated_services() as bare:  # a new database and vhost, no `pipeq db upgrade`
+        env = {
+            **pipeq_env,
+            "PIPEQ_DATABASE_URL": bare.database_url,
+            "PIPEQ_BROKER_URL": bare.broker_url,
+        }
+        submitted = pipeq("submit", "fill-mask", "-m", "m", "-t", "x", env=env, check=False)
+        assert submitted.returncode == 2, submitted.stderr
+        assert "the database has no pipeq tables; run `pipeq db upgrade`" in submitted.stderr
+        assert "Traceback" not in submitted.stderr
+
+        worker = pipeq("worker", "--queue", "nlp", env=env, check=False)
+        assert worker.returncode == 2, worker.stderr
+        last = worker.stderr.strip().splitlines()[-1]
+        assert last == "error: the database has no pipeq tables; " + (
+            "run `pipeq db upgrade` against this database first"
+        )
+        with pytest.raises(SchemaMissing):
+            Client(Settings(database_url=bare.database_url, broker_url=bare.broker_url)).list()
+
+
+def test_a_worker_reaches_the_broker_before_loading_any_model(
+    pipeq_env: dict[str, str], infra: Infra
+) -> None:
+    refused = {**pipeq_env, "PIPEQ_BROKER_URL": with_path(infra.broker_url, "/no-such-vhost")}
+    done = pipeq("worker", "-Q", "nlp", env=refused, check=False)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: connecting to the broker: the broker refused")
+    assert not any("models loaded" in line for line in lines)
+
+    away = {
+        **pipeq_env,
+        "PIPEQ_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//",
+        "PIPEQ_PUBLISH_RETRY_SECONDS": "1",
+    }
+    done = pipeq("worker", "-Q", "nlp", env=away, check=False)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert any("broker unavailable" in line and "trying again in" in line for line in lines)
+    assert lines[-1] == (
+        "error: connecting to the broker: broker unavailable ([Errno 111] Connection refused)"
+    )
+    assert not any("models loaded" in line for line in lines)
