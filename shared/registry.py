@@ -39,6 +39,7 @@ from pydantic import (
 from shared.errors import ConfigError, UnknownModel, UnsupportedTask
 from shared.jobs import ALIAS_PATTERN
 from shared.queues import queue_for
+from shared.settings import Settings
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEVICE_MAP = r"^(auto|cpu|cuda:\d+)$"
@@ -272,15 +273,24 @@ def parse_registry(data: dict[str, Any], *, base_dir: Path, path: Path | None = 
     return Registry(specs, path)
 
 
-def load_registry(path: Path) -> Registry:
-    """Read and check the registry file at ``path``; an absent file is an empty registry."""
+def load_registry(path: Path, *, required: bool = False) -> Registry:
+    """Read and check the registry file at ``path``; an absent file is an empty registry,
+    or, where ``required`` (a path the user named), an error."""
     if not path.exists():
+        if required:
+            raise ConfigError(f"no registry at {path} (PIPEQ_MODELS names a file that is absent)")
         return Registry({}, path)
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise ConfigError(f"registry {path}: {exc}") from exc
     return parse_registry(data, base_dir=path.parent.resolve(), path=path)
+
+
+def configured_registry(settings: Settings) -> Registry:
+    """The registry of ``settings``: a ``PIPEQ_MODELS`` naming no file is an error (a typo
+    would otherwise leave a worker serving nothing); the default file may be absent."""
+    return load_registry(settings.registry_path, required=settings.models is not None)
 
 
 def dump_registry(specs: list[ModelSpec]) -> dict[str, Any]:

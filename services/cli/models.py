@@ -21,7 +21,7 @@ import click
 from services.cli.output import compact, table
 from shared.errors import PipeqError, translating
 from shared.logs import configure_logging
-from shared.registry import ModelSpec, load_registry
+from shared.registry import ModelSpec, configured_registry
 from shared.settings import Settings, get_settings
 
 
@@ -89,7 +89,9 @@ def _loaded_cell(loaded: list[dict[str, Any]]) -> str:
 def list_models(as_json: bool, timeout: float, registry_only: bool) -> None:
     """Every alias with its task, placement, dtype and quantization; memory where loaded."""
     settings = get_settings()
-    registry = load_registry(settings.registry_path)
+    registry = configured_registry(settings)
+    if not registry.specs:
+        click.echo(f"warning: the registry {registry.path} has no models", err=True)
     workers: dict[str, dict[str, Any]] = {}
     if not registry_only:
         try:
@@ -130,7 +132,7 @@ def check(aliases: tuple[str, ...], device: str, as_json: bool) -> None:
 
     settings = get_settings()
     configure_logging("WARNING", as_json=settings.log_json)
-    registry = load_registry(settings.registry_path)
+    registry = configured_registry(settings)
     specs = [registry.get(alias) for alias in aliases] or list(registry.specs.values())
     reports = [check_model(spec, device=placement.torch_device) for spec in specs]
     if as_json:
@@ -174,7 +176,7 @@ def build_tiny(folder: Path, tasks: tuple[str, ...]) -> None:
     _quiet()
     from services.worker.tiny import build_all
 
-    registry = build_all(folder, tasks=list(tasks) or None)
+    registry = build_all(folder, tasks=list(tasks) or None).resolve()
     click.echo(f"wrote {registry}; use it with PIPEQ_MODELS={registry}")
 
 

@@ -47,3 +47,20 @@ def pin_device(device: str) -> Placement:
         raise ConfigError("pin_device() must run before torch is imported")
     os.environ["CUDA_VISIBLE_DEVICES"] = placement.visible_devices
     return placement
+
+
+def check_visible(placement: Placement) -> None:
+    """Refuse a ``cuda:N`` this process cannot see (no such GPU, a torch without CUDA) with
+    one line, before any model loads; torch's own error comes later and as a traceback."""
+    if not placement.gpus:
+        return
+    import torch
+
+    seen = torch.cuda.device_count()
+    if seen < placement.gpus:
+        cuda = torch.version.cuda or "none: a CPU-only build"
+        raise ConfigError(
+            f"--device {placement.requested}: this worker sees {seen} GPU(s) "
+            f"(torch {torch.__version__}, CUDA {cuda}); use --device cpu or a GPU this "
+            "machine has (nvidia-smi lists them)"
+        )

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from services.worker import early_ack, metrics
-from services.worker.device import Placement
+from services.worker.device import Placement, check_visible
 from services.worker.handlers import Handler, handler_for
 from services.worker.inventory import serve_inventory
 from services.worker.memory import freeze_heap, mib, rss_bytes
@@ -33,10 +33,12 @@ from services.worker.runner import JobRunner
 from services.worker.supervisor import Supervisor
 from services.worker.tasks import only_pipeq, register
 from shared.celery_app import make_app
+from shared.client import retry_policy
 from shared.deadletter_consumer import DeadLetterConsumer
+from shared.errors import DatabaseUnavailable, translating
 from shared.logs import configure_logging
-from shared.queues import dead_letter_queue
-from shared.registry import ModelSpec, load_registry
+from shared.queues import TRAIN, dead_letter_queue
+from shared.registry import ModelSpec, configured_registry
 from shared.settings import Settings, get_settings, redact_url
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,34 @@ OPENMP_ENVIRONMENT = {"GOMP_SPINCOUNT": "20000"}
 def worker_name(queues: tuple[str, ...], placement: Placement) -> str:
     device = placement.requested.replace(":", "").replace(",", "-")
     return f"{'+'.join(queues)}-{device}@{socket.gethostname()}"
+
+
+def check_database(settings: Settings) -> None:
+    """Refuse a database without pipeq's tables (or behind its migrations) before loading
+    models; one that cannot be reached yet is only logged, since the worker retries it."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin and "Context" lines
+    from shared.db.migrate import check_current
+
+    try:
+        check_current(settings.resolved_database_url)
+    except DatabaseUnavailable as exc:
+        log.warning("not checking the database's schema: %s", exc)
+
+
+def check_broker(app: Any, settings: Settings) -> None:
+    """Reach the broker before loading models, waiting for it up to
+    ``PIPEQ_PUBLISH_RETRY_SECONDS`` (it may be starting beside us), and declare the
+    dead-letter queue; a login the broker refuses stops the worker at once."""
+    if settings.embedded_broker:
+        return
+
+    def retrying(exc: Exception, interval: float) -> None:
+        log.warning("broker unavailable (%s); trying again in %.1f s", exc, interval)
+
+    policy = retry_policy(settings.publish_retry_seconds)
+    with translating("connecting to the broker"), app.connection_for_write() as connection:
+        connection.ensure_connection(errback=retrying, **policy)
+        dead_letter_queue().declare(channel=connection.default_channel)
 
 
 def default_concurrency(specs: list[ModelSpec]) -> int:
@@ -103,9 +133,22 @@ def run(
         redact_url(settings.resolved_broker_url),
     )
 
+    check_visible(placement)
+    check_database(settings)
+    app = make_app(settings, prefetch_multiplier=prefetch_multiplier)
+    check_broker(app, settings)
+    registry = configured_registry(settings)
+    served = registry.for_queues(queues)
+    log.log(
+        logging.INFO if served or queues == (TRAIN,) else logging.WARNING,
+        "worker %s: registry %s, %d of its models on these queues",
+        hostname,
+        registry.path,
+        len(served),
+    )
     # Checks every served spec (backends, placement): a bad registry stops here, before torch.
     models = Models(
-        load_registry(settings.registry_path),
+        registry,
         device=placement.torch_device,
         queues=queues,
         budget=memory_budget or settings.memory_budget,
@@ -134,7 +177,6 @@ def run(
     )
 
     concurrency = concurrency or default_concurrency(models.registry.for_queues(queues))
-    app = make_app(settings, prefetch_multiplier=prefetch_multiplier)
     app.conf.worker_consumer = "services.worker.consumer:JobConsumer"
     supervisor = Supervisor(
         db_url=settings.resolved_database_url, heartbeat_seconds=settings.heartbeat_seconds
@@ -153,8 +195,6 @@ def run(
     only_pipeq(app)
     dead_letters = None
     if not settings.embedded_broker:
-        with app.connection_for_write() as connection:
-            dead_letter_queue().declare(channel=connection.default_channel)
         dead_letters = DeadLetterConsumer(
             app.connection_for_write(), settings, db_retry_seconds=settings.db_retry_seconds
         )

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from services.worker.device import parse_device
+from services.worker.device import check_visible, parse_device
 from shared.errors import ConfigError
 
 PROBE = """
@@ -50,3 +50,11 @@ def test_refuses_after_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "ConfigError"
+
+
+def test_a_gpu_the_worker_cannot_see_is_refused_in_one_line() -> None:
+    # More GPUs than any machine here has (none on a CPU host): the worker's preflight.
+    placement = parse_device("cuda:" + ",".join(str(n) for n in range(64)))
+    with pytest.raises(ConfigError, match=r"--device cuda:0,1,.*: this worker sees \d+ GPU"):
+        check_visible(placement)
+    check_visible(parse_device("cpu"))

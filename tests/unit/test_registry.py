@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from shared.errors import ConfigError, UnknownModel
-from shared.registry import load_registry
+from shared.registry import configured_registry, load_registry
+from shared.settings import Settings
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -64,3 +65,12 @@ def test_source_that_is_neither(tmp_path: Path) -> None:
     registry = load_registry(_write(tmp_path, '[models.x]\ntask = "fill-mask"\nsource = "gone"\n'))
     with pytest.raises(ConfigError, match="neither a folder"):
         _ = registry.get("x").location
+
+
+def test_a_registry_file_named_but_absent_is_an_error_the_default_one_is_not(
+    tmp_path: Path,
+) -> None:
+    typo = tmp_path / "modles.toml"
+    with pytest.raises(ConfigError, match=f"no registry at {typo} "):
+        configured_registry(Settings(home=tmp_path, models=typo))
+    assert configured_registry(Settings(home=tmp_path)).specs == {}

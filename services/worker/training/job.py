@@ -35,7 +35,7 @@ from shared.errors import InvalidParameter, JobCancelled
 from shared.jobs import JobRequest
 from shared.params import validate_params
 from shared.params.finetune import FineTuneParams
-from shared.registry import ModelSpec, Quantization, load_registry
+from shared.registry import ModelSpec, Quantization, configured_registry
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def fine_tune(
     assert isinstance(params, FineTuneParams)
     params.require()
     assert params.output is not None and params.objective is not None
-    registry = load_registry(settings.registry_path)
+    registry = configured_registry(settings)
     base = registry.get(request.model)
     if params.output in registry:
         raise InvalidParameter("output", f"{params.output!r} is an alias in the registry")
