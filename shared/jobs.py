@@ -95,6 +95,7 @@ class JobView(BaseModel):
     progress: dict[str, Any] | None = None
     attempts: int = 0
     worker: str | None = None
+    cancel_requested: bool = False  # a RUNNING job asked to stop: its worker will, soon
     idempotency_key: str | None = None
     schedule_id: str | None = None
     created_at: datetime | None = None

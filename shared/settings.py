@@ -35,6 +35,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.durations import parse_duration
+from shared.errors import ConfigError
 
 EMBEDDED_BROKER = "filesystem://"
 _ZERO = timedelta(0)
@@ -247,7 +248,6 @@ class Settings(BaseSettings):
 
 def parse_bytes(value: str, *, what: str) -> int:
     """``2GiB``, ``512 MB``, ``1.5GB`` or plain bytes, as an int; a ConfigError otherwise."""
-    from shared.errors import ConfigError
 
     try:
         size = int(TypeAdapter(ByteSize).validate_python(value))
@@ -260,8 +260,19 @@ def parse_bytes(value: str, *, what: str) -> int:
 
 @functools.cache
 def get_settings() -> Settings:
-    """The process's settings, read from the environment on first use."""
-    return Settings()
+    """The process's settings, read from the environment on first use; a bad value is a
+    :class:`ConfigError` naming each variable at fault (and not echoing its value, which
+    may hold a password)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError("bad settings: " + "; ".join(map(_problem, exc.errors()))) from None
+
+
+def _problem(error: Any) -> str:
+    name = "PIPEQ_" + "_".join(str(part) for part in error["loc"]).upper()
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return message if message.startswith(name) else f"{name}: {message}"
 
 
 def redact_url(url: str) -> str:

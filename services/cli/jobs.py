@@ -15,14 +15,21 @@ from services.cli.output import echo_job, job_json, jobs_table
 from services.cli.progress import follow as follow_job
 from shared.client import Client
 from shared.jobs import JobView
-from shared.queues import NLP, queue_for
+from shared.queues import NLP, ROUTES, queue_for
 from shared.states import State
 
 
 def _json_option(value: str | None, what: str) -> Any:
     if value is None:
         return None
-    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text()
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot read {value[1:]}: {exc.strerror}", param_hint=what
+            ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -102,6 +109,9 @@ def _show(job: JobView, as_json: bool) -> None:
         echo_job(job)
 
 
+TIMED_OUT = 3  # submit --wait --timeout: the job had not ended (1: it failed, 2: refused)
+
+
 def _exit_for(job: JobView) -> None:
     if job.state in (State.FAILED, State.CANCELLED):
         sys.exit(1)
@@ -112,7 +122,12 @@ def _exit_for(job: JobView) -> None:
 @job_fields("Inputs from a file: text for text tasks, else sent as base64.")
 @click.option("--idempotency-key", help="Submitting the same key again returns the same job.")
 @click.option("--wait", is_flag=True, help="Wait until the job ends; exit 1 if it failed.")
-@click.option("--timeout", type=float, default=None, help="Seconds to --wait at most.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds to --wait at most; exit 3 if the job is still going (it goes on).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as one JSON object.")
 def submit(
     task: str,
@@ -134,7 +149,17 @@ def submit(
         task, model, inputs, params, priority=priority, idempotency_key=idempotency_key
     )
     if wait:
-        job = client.wait(job.id, timeout=timeout)
+        try:
+            job = client.wait(job.id, timeout=timeout)
+        except TimeoutError:
+            job = client.get(job.id)
+            _show(job, as_json)
+            click.echo(
+                f"error: job {job.id} is still {job.state} after {timeout:g} s; it goes on "
+                f"(`pipeq status {job.id[:8]}`, or `pipeq cancel {job.id[:8]}`)",
+                err=True,
+            )
+            sys.exit(TIMED_OUT)
     _show(job, as_json)
     if wait:
         _exit_for(job)
@@ -156,7 +181,7 @@ def status(job_id: str, as_json: bool, follow: bool, interval: float) -> None:
 
 @click.command(name="jobs")
 @click.option("--state", type=click.Choice([s.value for s in State], case_sensitive=False))
-@click.option("--task", default=None)
+@click.option("--task", type=click.Choice(sorted(ROUTES)), default=None)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_jobs(state: str | None, task: str | None, limit: int, as_json: bool) -> None:
@@ -175,7 +200,12 @@ def list_jobs(state: str | None, task: str | None, limit: int, as_json: bool) ->
 def cancel(job_id: str, as_json: bool) -> None:
     """Cancel a job: a queued one at once, a running one at its next check."""
     client = Client()
-    _show(client.cancel(client.resolve(job_id)), as_json)
+    job = client.cancel(client.resolve(job_id))
+    _show(job, as_json)
+    if job.state not in (State.CANCELLED, State.RUNNING):
+        click.echo(
+            f"note: job {job.id} had already ended ({job.state}); nothing to cancel", err=True
+        )
 
 
 def register(cli: click.Group) -> None:

@@ -34,6 +34,8 @@ def echo_job(job: JobView) -> None:
     line = progress_line(job.progress) if job.state == "RUNNING" else None
     if line:
         click.echo(line)
+    if job.cancel_requested:
+        click.echo("cancel   requested; the worker stops the job at its next check")
     if job.error:
         click.echo(f"error    {job.error.type}: {job.error.message}")
     if job.result is not None:

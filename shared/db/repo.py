@@ -224,6 +224,7 @@ def to_view(job: Job | Row[Any]) -> JobView:
         progress=job.progress,
         attempts=job.attempts,
         worker=job.worker,
+        cancel_requested=bool(job.cancel_requested) and job.state == State.RUNNING,
         idempotency_key=job.idempotency_key,
         schedule_id=job.schedule_id,
         created_at=job.created_at,

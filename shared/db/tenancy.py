@@ -31,7 +31,12 @@ _SHOWN = (
     "id", "state", "task", "model", "queue", "priority", "result", "progress", "attempts",
     "worker", "idempotency_key", "created_at", "started_at", "finished_at", "updated_at",
 )  # fmt: skip
-_VIEW = select(*(_TABLE.c[name] for name in _SHOWN), _TABLE.c.error_type, _TABLE.c.error_message)
+_VIEW = select(
+    *(_TABLE.c[name] for name in _SHOWN),
+    _TABLE.c.cancel_requested,
+    _TABLE.c.error_type,
+    _TABLE.c.error_message,
+)
 _OWNED = _VIEW.where(_TABLE.c.id == bindparam("job_id"), _TABLE.c.tenant == bindparam("tenant"))
 
 
@@ -40,7 +45,9 @@ def view_of(row: Any) -> JobView:
     error = None
     if row.error_type or (row.state == State.FAILED and row.error_message):
         error = ErrorView(type=row.error_type or "error", message=row.error_message or "")
-    return JobView(error=error, **{name: getattr(row, name) for name in _SHOWN})
+    requested = bool(row.cancel_requested) and row.state == State.RUNNING
+    shown = {name: getattr(row, name) for name in _SHOWN}
+    return JobView(error=error, cancel_requested=requested, **shown)
 
 
 def get_owned(session: Session, job_id: str, tenant: str) -> JobView | None:

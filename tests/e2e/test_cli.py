@@ -119,6 +119,44 @@ def test_refusals_at_submit_are_clear(cli_env: dict[str, str]) -> None:
     assert unknown.returncode == 2 and "unknown task 'sing'" in unknown.stderr
     both = pipeq("submit", "text-classification", "-m", "x", env=cli_env, check=False)
     assert both.returncode == 2 and "exactly one of" in both.stderr
+    absent = pipeq(
+        "submit",
+        "fill-mask",
+        "-m",
+        "x",
+        "-t",
+        "x",
+        "--params",
+        "@nope.json",
+        env=cli_env,
+        check=False,
+    )
+    assert absent.returncode == 2 and "Traceback" not in absent.stderr
+    assert "Invalid value for --params: cannot read nope.json: No such file" in absent.stderr
+    typo = pipeq("jobs", "--task", "text-clasification", env=cli_env, check=False)
+    assert typo.returncode == 2 and "'text-clasification' is not one of" in typo.stderr
+
+
+def test_submit_before_db_upgrade_names_the_fix(cli_env: dict[str, str], tmp_path: Path) -> None:
+    env = dict(cli_env, PIPEQ_HOME=str(tmp_path / "never-upgraded"))
+    done = pipeq("submit", "fill-mask", "-m", "x", "-t", "x", env=env, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "the database has no pipeq tables; run `pipeq db upgrade`" in done.stderr
+
+
+def test_a_worker_refuses_a_registry_that_is_not_there_and_a_gpu_it_cannot_see(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    typo = tmp_path / "modles.toml"
+    missing = pipeq("worker", "-Q", "nlp", env=dict(cli_env, PIPEQ_MODELS=str(typo)), check=False)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == (
+        f"error: no registry at {typo} (PIPEQ_MODELS names a file that is absent)"
+    )
+    # CUDA_VISIBLE_DEVICES=99: no machine has that GPU, so none is visible, CUDA or not.
+    unseen = pipeq("worker", "-Q", "nlp", "--device", "cuda:99", env=cli_env, check=False)
+    assert unseen.returncode == 2 and "Traceback" not in unseen.stderr
+    assert "error: --device cuda:99: this worker sees 0 GPU(s)" in unseen.stderr
 
 
 def test_a_failed_job_exits_1_with_its_reason(
@@ -166,6 +204,15 @@ def test_cancel_a_queued_job(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert cancelled["state"] == "CANCELLED"
     missing = pipeq("status", "ffffffff", env=env, check=False)
     assert missing.returncode == 1 and "no job 'ffffffff'" in missing.stderr
+
+    waited = pipeq(
+        "submit", "fill-mask", "-m", "tiny-fill-mask", "-t", "[MASK]", "--wait", "--timeout",
+        "0.5", "--json", env=env, check=False,
+    )  # fmt: skip
+    assert waited.returncode == 3, waited.stderr
+    still = json.loads(waited.stdout)
+    assert still["state"] == "QUEUED"
+    assert f"error: job {still['id']} is still QUEUED after 0.5 s; it goes on" in waited.stderr
 
 
 def test_demo(tmp_path: Path) -> None:

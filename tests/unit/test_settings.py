@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.errors import ConfigError
 from shared.settings import Settings, get_settings, redact_url
 
 
@@ -87,3 +88,18 @@ def test_time_limits_merge_over_the_defaults(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PIPEQ_TIME_LIMITS", '{"nlp": 0}')
     with pytest.raises(ValueError, match="must be > 0"):
         Settings()
+
+
+def test_bad_settings_are_one_line_naming_each_variable_and_no_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PIPEQ_DATABASE_URL", "postgres://pipeq:hunter2@db/pipeq")
+    monkeypatch.setenv("PIPEQ_HEARTBEAT_SECONDS", "often")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError) as refused:
+        get_settings()
+    message = str(refused.value)
+    assert message.startswith("bad settings: PIPEQ_DATABASE_URL must be a sqlite:// or")
+    assert "; PIPEQ_HEARTBEAT_SECONDS: Input should be a valid number" in message
+    assert "hunter2" not in message and "\n" not in message
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__

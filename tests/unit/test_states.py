@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from shared import states
 from shared.db import repo
-from shared.jobs import parse_job
+from shared.db.tenancy import view_of
+from shared.jobs import JobView, parse_job
 from shared.states import SOURCES, TERMINAL, Outcome, State
 
 
@@ -94,11 +95,24 @@ def test_cancel_queued_then_running(session: Session) -> None:
 
     running = _job(session)
     states.start(session, running, worker="w")
+    assert not _shown(session, running).cancel_requested
     assert states.cancel(session, running) is State.RUNNING
     assert states.cancel_requested(session, running)
+    assert _shown(session, running).cancel_requested  # what `pipeq status` and the gateway say
     assert states.finish_cancelled(session, running)
     assert states.current(session, running) is State.CANCELLED
+    assert not _shown(session, running).cancel_requested
     assert states.cancel(session, "no-such-id") is None
+
+
+def _shown(session: Session, job_id: str) -> JobView:
+    """The job as the client and the gateway show it, which must agree."""
+    session.expire_all()
+    view = repo.get_view(session, job_id)
+    assert view is not None
+    row = repo.get_job(session, job_id)
+    assert view_of(row).cancel_requested == view.cancel_requested
+    return view
 
 
 def test_start_of_a_missing_job(session: Session) -> None:
