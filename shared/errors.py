@@ -65,10 +65,15 @@ class IdempotencyKeyReused(InvalidJob):
 class InvalidParameter(InvalidJob):
     code = "invalid_parameter"
 
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"parameter {name!r}: {problem}")
+    def __init__(self, name: str, problem: str, *, also: tuple[InvalidParameter, ...] = ()) -> None:
         self.name = name
         self.problem = problem
+        self.also = also  # the other parameters at fault in the same job, if any
+        super().__init__("; ".join(f"parameter {p.name!r}: {p.problem}" for p in self.every))
+
+    @property
+    def every(self) -> tuple[InvalidParameter, ...]:
+        return (self, *self.also)
 
 
 class InvalidInput(InvalidJob):

@@ -96,7 +96,10 @@ def _fields(exc: PipeqError) -> list[FieldError]:
     if isinstance(exc, JobSchemaError):
         return [FieldError(loc=list(p.location), message=p.message) for p in exc.problems]
     if isinstance(exc, InvalidParameter):
-        return [FieldError(loc=["params", *exc.name.split(".")], message=exc.problem)]
+        return [
+            FieldError(loc=["params", *each.name.split(".")], message=each.problem)
+            for each in exc.every
+        ]
     if isinstance(exc, UnsupportedTask):
         return [FieldError(loc=["task"], message=str(exc))]
     return []

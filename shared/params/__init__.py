@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.params.audio import AudioClassificationParams, SpeechRecognitionParams
-from shared.params.base import NoParams, TaskParams, TokenizationParams, first_problem
+from shared.params.base import NoParams, TaskParams, TokenizationParams, parameter_problems
 from shared.params.finetune import FineTuneParams
 from shared.params.generation import GenerationParams
 from shared.params.nlp import (
@@ -57,4 +57,4 @@ def validate_params(task: str, raw: dict[str, Any]) -> TaskParams:
     try:
         return schema.model_validate(raw)
     except ValidationError as exc:
-        raise first_problem(exc, schema) from None
+        raise parameter_problems(exc, schema) from None

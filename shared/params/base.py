@@ -47,27 +47,35 @@ class NoParams(TaskParams):
     """A task that takes no parameters yet."""
 
 
-def first_problem(error: ValidationError, schema: type[TaskParams]) -> InvalidParameter:
-    """Turn pydantic's report into one clear :class:`InvalidParameter`.
+def parameter_problems(error: ValidationError, schema: type[TaskParams]) -> InvalidParameter:
+    """Turn pydantic's report into one clear :class:`InvalidParameter` per parameter at fault
+    (the first raised, the others in its ``also``).
 
     A field typed as a union (``bool | "longest" | ...``) fails once per
     alternative; those messages are joined, so the user sees every accepted form.
     """
     items = error.errors()
-    first = items[0]
-    field = str(first["loc"][0]) if first["loc"] else "params"
-    if first["type"] == "extra_forbidden":
+    fields = list(dict.fromkeys(_field(item) for item in items))
+    first, *others = (_problem(field, items, schema) for field in fields)
+    return InvalidParameter(first.name, first.problem, also=tuple(others))
+
+
+def _field(item: Any) -> str:
+    return str(item["loc"][0]) if item["loc"] else "params"
+
+
+def _problem(field: str, items: list[Any], schema: type[TaskParams]) -> InvalidParameter:
+    mine = [item for item in items if _field(item) == field]
+    if mine[0]["type"] == "extra_forbidden":
         accepted = ", ".join(sorted(schema.model_fields)) or "none"
         return InvalidParameter(field, f"unknown parameter; accepted: {accepted}")
     messages: list[str] = []
-    for item in items:
-        if (str(item["loc"][0]) if item["loc"] else "params") != field:
-            continue
+    for item in mine:
         message = item["msg"].removeprefix("Value error, ")
         message = message[0].lower() + message[1:]
         if message not in messages:
             messages.append(message)
-    return InvalidParameter(field, f"{', or '.join(messages)} (got {_short(first.get('input'))})")
+    return InvalidParameter(field, f"{', or '.join(messages)} (got {_short(mine[0].get('input'))})")
 
 
 def _short(value: Any) -> str:

@@ -6,8 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
+from shared.errors import ConfigError
 from shared.settings import get_settings
 
 
@@ -41,5 +41,5 @@ def test_bad_durations_stop_the_process(
 ) -> None:
     monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigError, match=f"^bad settings: {name}"):
         get_settings()

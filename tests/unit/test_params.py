@@ -85,6 +85,24 @@ def test_unknown_parameters_list_the_accepted_ones() -> None:
         validate_params("summarization", {"beams": 2})
 
 
+def test_every_parameter_at_fault_is_named_not_only_the_first() -> None:
+    raw = {"max_new_tokens": 0, "temperature": "hot", "beams": 2}
+    with pytest.raises(InvalidParameter) as caught:
+        validate_params("text-generation", raw)
+    assert [problem.name for problem in caught.value.every] == [
+        "max_new_tokens",
+        "temperature",
+        "beams",
+    ]
+    assert str(caught.value) == (
+        "parameter 'max_new_tokens': input should be greater than or equal to 1 (got 0); "
+        "parameter 'temperature': input should be a valid number (got 'hot'); "
+        "parameter 'beams': unknown parameter; accepted: do_sample, max_new_tokens, "
+        "num_beams, num_return_sequences, repetition_penalty, return_full_text, seed, "
+        "temperature, top_k, top_p"
+    )
+
+
 def _spec(**fields: Any) -> ModelSpec:
     return ModelSpec(alias="m", task="text-generation", source="org/m", **fields)
 

@@ -187,6 +187,8 @@ def test_an_invalid_job_is_422_with_its_fields(api: httpx.Client) -> None:
     assert "greater than or equal to 1" in fields["params.top_k"]
     fields = _fields(api.post("/v1/jobs", json={**QUICK, "params": {"temperature": 1}}))
     assert "unknown parameter" in fields["params.temperature"]
+    fields = _fields(api.post("/v1/jobs", json={**QUICK, "params": {"top_k": 0, "seed": 1}}))
+    assert set(fields) == {"params.top_k", "params.seed"}  # every one, not the first
     broken = {
         "task": QUICK["task"],
         "inputs": "hi",
