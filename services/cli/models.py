@@ -123,9 +123,10 @@ def check(aliases: tuple[str, ...], device: str, as_json: bool) -> None:
 
     Exits 1 if any model fails.
     """
-    from services.worker.device import pin_device
+    from services.worker.device import check_visible, pin_device
 
     placement = pin_device(device)  # before anything imports torch
+    check_visible(placement)
     _quiet()
     from services.worker.check import check_model
     from services.worker.memory import mib

@@ -60,7 +60,7 @@ def check_visible(placement: Placement) -> None:
     if seen < placement.gpus:
         cuda = torch.version.cuda or "none: a CPU-only build"
         raise ConfigError(
-            f"--device {placement.requested}: this worker sees {seen} GPU(s) "
+            f"--device {placement.requested}: this process sees {seen} GPU(s) "
             f"(torch {torch.__version__}, CUDA {cuda}); use --device cpu or a GPU this "
             "machine has (nvidia-smi lists them)"
         )

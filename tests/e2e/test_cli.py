@@ -156,7 +156,7 @@ def test_a_worker_refuses_a_registry_that_is_not_there_and_a_gpu_it_cannot_see(
     # CUDA_VISIBLE_DEVICES=99: no machine has that GPU, so none is visible, CUDA or not.
     unseen = pipeq("worker", "-Q", "nlp", "--device", "cuda:99", env=cli_env, check=False)
     assert unseen.returncode == 2 and "Traceback" not in unseen.stderr
-    assert "error: --device cuda:99: this worker sees 0 GPU(s)" in unseen.stderr
+    assert "error: --device cuda:99: this process sees 0 GPU(s)" in unseen.stderr
 
 
 def test_a_failed_job_exits_1_with_its_reason(

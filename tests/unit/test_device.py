@@ -55,6 +55,6 @@ def test_refuses_after_torch() -> None:
 def test_a_gpu_the_worker_cannot_see_is_refused_in_one_line() -> None:
     # More GPUs than any machine here has (none on a CPU host): the worker's preflight.
     placement = parse_device("cuda:" + ",".join(str(n) for n in range(64)))
-    with pytest.raises(ConfigError, match=r"--device cuda:0,1,.*: this worker sees \d+ GPU"):
+    with pytest.raises(ConfigError, match=r"--device cuda:0,1,.*: this process sees \d+ GPU"):
         check_visible(placement)
     check_visible(parse_device("cpu"))
