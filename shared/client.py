@@ -15,7 +15,9 @@ without reading it back (a worker may be running it already: ``get`` says). Whil
 the broker is away the publish is retried for ``PIPEQ_PUBLISH_RETRY_SECONDS``; if it
 stays away, the row is failed rather than left queued forever, and
 :class:`BrokerUnavailable` raised. A broker that refuses the login (a wrong user, password
-or vhost) fails the row at once, with :class:`BrokerRefused`.
+or vhost) fails the row at once, with :class:`~shared.errors.BrokerRefused`, and so does any
+other failure to publish (a Ctrl-C included). A job failed this way ("not queued") gives up
+its idempotency key: the same key submitted again makes a new job.
 
 Idempotency keys make a retried submit safe: a job whose key was seen before is
 returned as it stands, not sent again, unless it is still QUEUED, in which case
@@ -43,13 +45,13 @@ from shared.db.ended import Listener
 from shared.db.engine import session_scope
 from shared.db.reads import reader
 from shared.errors import (
-    BrokerRefused,
     BrokerUnavailable,
     IdempotencyKeyReused,
     InvalidInput,
     InvalidJob,
     JobError,
     JobNotFound,
+    PipeqError,
     translating,
 )
 from shared.jobs import JobRequest, JobView, parse_job
@@ -123,7 +125,7 @@ class Client:
             message = request.model_dump(mode="json", exclude_none=True)
         try:
             self.publish(message, request)
-        except (BrokerUnavailable, BrokerRefused) as exc:
+        except BaseException as exc:  # a Ctrl-C or a bug too: no row may wait for no message
             self._not_queued([request.id or ""], exc)
             raise
         return view  # as submitted (QUEUED): no second read; a worker may have it already
@@ -154,7 +156,7 @@ class Client:
                 first=0.5,
                 most=2.0,
             )
-        except (BrokerUnavailable, BrokerRefused) as exc:
+        except BaseException as exc:
             self._not_queued([request.id or "" for request in fresh], exc)
             raise
         views = iter(repo.to_view(row) for row in rows)
@@ -188,12 +190,16 @@ class Client:
         except JobError as exc:  # which job of the lot, and why
             raise InvalidJob(f"job {index}: {exc}") from exc
 
-    def _not_queued(
-        self, job_ids: builtins.list[str], exc: BrokerUnavailable | BrokerRefused
-    ) -> None:
+    def _not_queued(self, job_ids: builtins.list[str], exc: BaseException) -> None:
+        """Fail the rows of jobs whose messages were not sent (a message sent as the
+        publish was cut short finds its job FAILED and is dropped), and free their
+        idempotency keys for a retry."""
+        code = exc.code if isinstance(exc, PipeqError) else "not_queued"
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc) or repr(exc)
         with session_scope(self._db) as session:
             for job_id in job_ids:
-                states.fail(session, job_id, error_type=exc.code, message=f"not queued: {exc}")
+                states.fail(session, job_id, error_type=code, message=f"not queued: {reason}")
+            repo.release_idempotency_keys(session, job_ids)
 
     def _insert(self, request: JobRequest, tenant: str | None = None) -> tuple[JobView, bool]:
         """Insert the row: the job as inserted and True, or the existing job and False when

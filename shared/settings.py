@@ -32,12 +32,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from shared.durations import parse_duration
 from shared.errors import ConfigError
 
 EMBEDDED_BROKER = "filesystem://"
+# What kombu's py-amqp transport takes, and the embedded broker (a folder of files).
+BROKER_SCHEMES = frozenset({"amqp", "amqps", "pyamqp", "filesystem"})
 _ZERO = timedelta(0)
 
 #: Seconds a job may run, per queue (a task name as key overrides its queue's).
@@ -178,6 +180,18 @@ class Settings(BaseSettings):
             raise ValueError("PIPEQ_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL")
         return value
 
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        scheme = value.partition("://")[0].lower()
+        if value and scheme not in BROKER_SCHEMES:
+            raise ValueError(
+                f"PIPEQ_BROKER_URL must be an amqp:// URL (or amqps://), got a {scheme}:// one"
+                if "://" in value
+                else "PIPEQ_BROKER_URL must be an amqp:// URL, like amqp://user:pass@host:5672/vhost"
+            )
+        return value
+
     @field_validator("time_limits")
     @classmethod
     def _positive_limits(cls, value: dict[str, float]) -> dict[str, float]:
@@ -200,6 +214,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"PIPEQ_{name.upper()}_FILE: cannot read {path}: {exc}") from None
             setattr(self, name, value)
         Settings._known_database(self.database_url)
+        Settings._known_broker(self.broker_url)
         return self
 
     def time_limit(self, task: str, queue: str) -> float:
@@ -267,11 +282,16 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise ConfigError("bad settings: " + "; ".join(map(_problem, exc.errors()))) from None
+    except SettingsError as exc:  # a JSON setting (PIPEQ_TIME_LIMITS) that does not parse
+        field = str(exc).removeprefix('error parsing value for field "').partition('"')[0]
+        raise ConfigError(f"bad settings: PIPEQ_{field.upper()}: not JSON") from None
 
 
 def _problem(error: Any) -> str:
-    name = "PIPEQ_" + "_".join(str(part) for part in error["loc"]).upper()
     message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:  # the settings as a whole (a URL and its _FILE both set, say)
+        return message
+    name = "PIPEQ_" + "_".join(str(part) for part in error["loc"]).upper()
     return message if message.startswith(name) else f"{name}: {message}"
 
 

@@ -126,7 +126,7 @@ def _exit_for(job: JobView) -> None:
     "--timeout",
     type=click.FloatRange(min=0),
     default=None,
-    help="Seconds to --wait at most; exit 3 if the job is still going (it goes on).",
+    help="Seconds to wait at most (implies --wait); exit 3 if the job is still going (it goes on).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the job as one JSON object.")
 def submit(
@@ -148,18 +148,20 @@ def submit(
     job = client.submit(
         task, model, inputs, params, priority=priority, idempotency_key=idempotency_key
     )
+    wait = wait or timeout is not None
     if wait:
         try:
             job = client.wait(job.id, timeout=timeout)
-        except TimeoutError:
+        except (TimeoutError, KeyboardInterrupt) as stopped:
             job = client.get(job.id)
             _show(job, as_json)
+            why = "on Ctrl-C" if isinstance(stopped, KeyboardInterrupt) else f"after {timeout:g} s"
             click.echo(
-                f"error: job {job.id} is still {job.state} after {timeout:g} s; it goes on "
+                f"error: job {job.id} is still {job.state} {why}; it goes on "
                 f"(`pipeq status {job.id[:8]}`, or `pipeq cancel {job.id[:8]}`)",
                 err=True,
             )
-            sys.exit(TIMED_OUT)
+            sys.exit(130 if isinstance(stopped, KeyboardInterrupt) else TIMED_OUT)
     _show(job, as_json)
     if wait:
         _exit_for(job)
@@ -200,12 +202,12 @@ def list_jobs(state: str | None, task: str | None, limit: int, as_json: bool) ->
 def cancel(job_id: str, as_json: bool) -> None:
     """Cancel a job: a queued one at once, a running one at its next check."""
     client = Client()
-    job = client.cancel(client.resolve(job_id))
+    full_id = client.resolve(job_id)
+    before = client.get(full_id).state
+    job = client.cancel(full_id)
     _show(job, as_json)
-    if job.state not in (State.CANCELLED, State.RUNNING):
-        click.echo(
-            f"note: job {job.id} had already ended ({job.state}); nothing to cancel", err=True
-        )
+    if State(before).terminal:
+        click.echo(f"note: job {job.id} had already ended ({before}); nothing to cancel", err=True)
 
 
 def register(cli: click.Group) -> None:

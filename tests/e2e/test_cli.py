@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
-from tests.helpers import WorkerProcess, pipeq
+from tests.helpers import PIPEQ, REPO, WorkerProcess, pipeq
 
 
 def test_submit_wait_status_jobs(embedded_worker: WorkerProcess, cli_env: dict[str, str]) -> None:
@@ -202,6 +205,8 @@ def test_cancel_a_queued_job(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert job["state"] == "QUEUED"
     cancelled = json.loads(pipeq("cancel", job["id"], "--json", env=env).stdout)
     assert cancelled["state"] == "CANCELLED"
+    again = pipeq("cancel", job["id"][:8], env=env)
+    assert f"note: job {job['id']} had already ended (CANCELLED)" in again.stderr
     missing = pipeq("status", "ffffffff", env=env, check=False)
     assert missing.returncode == 1 and "no job 'ffffffff'" in missing.stderr
 
@@ -223,3 +228,25 @@ def test_demo(tmp_path: Path) -> None:
     assert "SUCCEEDED" in out and "unknown model 'no-such-model'" in out
     assert "refused at submit" in out and "worker stopped (exit 0)" in out
     assert out.count("SUCCEEDED") >= 2
+
+
+def test_ctrl_c_while_the_broker_is_away_leaves_no_job_queued(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = dict(
+        cli_env,
+        PIPEQ_HOME=str(tmp_path / "interrupted"),
+        PIPEQ_BROKER_URL="amqp://guest:guest@127.0.0.1:1//",  # nothing listens: retried 30 s
+    )
+    pipeq("db", "upgrade", env=env)
+    args = ["submit", "fill-mask", "-m", "tiny-fill-mask", "-t", "[MASK]", "--idempotency-key", "k"]
+    with subprocess.Popen(
+        [*PIPEQ, *args], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True
+    ) as submit:
+        time.sleep(3)  # the row is in, the publish is being retried
+        submit.send_signal(signal.SIGINT)
+        _, stderr = submit.communicate(timeout=30)
+    assert submit.returncode == 130, stderr
+    (job,) = [json.loads(line) for line in pipeq("jobs", "--json", env=env).stdout.splitlines()]
+    assert job["state"] == "FAILED" and job["error"]["message"] == "not queued: interrupted"
+    assert job["idempotency_key"] is None  # the same key may be submitted again

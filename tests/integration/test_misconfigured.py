@@ -45,6 +45,22 @@ def test_a_broker_that_refuses_the_login_fails_the_job_at_once(
         client.submit_many([{"task": "fill-mask", "model": "tiny-fill-mask", "inputs": "[MASK]"}])
 
 
+def test_a_job_never_queued_gives_its_idempotency_key_back(
+    settings: Settings, client: Client, infra: Infra
+) -> None:
+    refused = Client(settings.model_copy(update={"broker_url": with_path(infra.broker_url, "/x")}))
+    key = f"retry-me-{uuid.uuid4().hex[:8]}"
+    job = {"task": "fill-mask", "model": "tiny-fill-mask", "inputs": "[MASK]"}
+    first = str(uuid.uuid4())
+    with pytest.raises(BrokerRefused):
+        refused.submit(**job, idempotency_key=key, job_id=first)
+    failed = client.get(first)
+    assert failed.state == "FAILED" and failed.idempotency_key is None
+    retried = client.submit(**job, idempotency_key=key)  # the URL fixed, the same key
+    assert retried.state == "QUEUED" and retried.id != first
+    assert client.submit(**job, idempotency_key=key).id == retried.id  # and the key holds again
+
+
 def test_the_cli_says_so_in_one_line(pipeq_env: dict[str, str], infra: Infra) -> None:
     env = {**pipeq_env, "PIPEQ_BROKER_URL": with_path(infra.broker_url, "/no-such-vhost")}
     done = pipeq(

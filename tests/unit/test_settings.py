@@ -103,3 +103,33 @@ def test_bad_settings_are_one_line_naming_each_variable_and_no_password(
     assert "; PIPEQ_HEARTBEAT_SECONDS: Input should be a valid number" in message
     assert "hunter2" not in message and "\n" not in message
     assert refused.value.__cause__ is None and refused.value.__suppress_context__
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "PIPEQ_BROKER_URL",
+            "ampq://guest:guest@127.0.0.1:5672/v",
+            "PIPEQ_BROKER_URL must be an amqp:// URL (or amqps://), got a ampq:// one",
+        ),
+        ("PIPEQ_BROKER_URL", "http://rabbit:15672", "got a http:// one"),
+        ("PIPEQ_BROKER_URL", "localhost", "must be an amqp:// URL, like amqp://user:pass@"),
+        ("PIPEQ_TIME_LIMITS", "{nlp", "PIPEQ_TIME_LIMITS: not JSON"),
+        (
+            "PIPEQ_DATABASE_URL_FILE",
+            "/dev/null",
+            "set PIPEQ_DATABASE_URL or PIPEQ_DATABASE_URL_FILE",
+        ),
+    ],
+)
+def test_settings_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv("PIPEQ_DATABASE_URL", "sqlite:///x.db")
+    monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match=r"^bad settings: ") as refused:
+        get_settings()
+    assert message in str(refused.value)
+    get_settings.cache_clear()
