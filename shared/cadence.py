@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from shared.durations import format_duration, parse_duration
 
@@ -94,6 +94,10 @@ def check_cron(expression: str) -> str:
     # croniter's "H" (hashed) fields are not cron; month and day names (thu) may contain an h.
     if _HASHED.search(expression) or not croniter.is_valid(expression):
         raise ValueError(f"not a valid cron expression: {expression!r}")
+    try:
+        croniter(expression, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:  # "0 3 31 2 *": February has no 31st
+        raise ValueError(f"cron expression {expression!r} matches no date") from None
     return expression
 
 

@@ -167,14 +167,7 @@ class Client:
 
     def _message(self, request: JobRequest) -> dict[str, Any]:
         """The message of ``request`` (which has its id); refused past the size limit."""
-        message = request.model_dump(mode="json", exclude_none=True)
-        size = len(json.dumps(message).encode())
-        if size > self.settings.max_message_bytes:
-            raise InvalidInput(
-                f"job is {size} bytes; the limit is "
-                f"{self.settings.max_message_bytes} (PIPEQ_MAX_MESSAGE_BYTES)"
-            )
-        return message
+        return message_within(request, self.settings.max_message_bytes)
 
     def _checked(
         self, index: int, job: dict[str, Any] | JobRequest
@@ -295,6 +288,16 @@ class Client:
             if states.cancel(session, job_id) is None:
                 raise JobNotFound(f"no job {job_id!r}")
         return self.get(job_id)
+
+
+def message_within(request: JobRequest, limit: int) -> dict[str, Any]:
+    """The message of ``request``, or :class:`InvalidInput` past ``limit`` bytes
+    (``PIPEQ_MAX_MESSAGE_BYTES``): what ``submit`` and ``schedule add`` check."""
+    message = request.model_dump(mode="json", exclude_none=True)
+    size = len(json.dumps(message).encode())
+    if size > limit:
+        raise InvalidInput(f"job is {size} bytes; the limit is {limit} (PIPEQ_MAX_MESSAGE_BYTES)")
+    return message
 
 
 def retry_policy(seconds: float) -> dict[str, float]:

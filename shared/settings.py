@@ -19,6 +19,7 @@ RabbitMQ and PostgreSQL.
 from __future__ import annotations
 
 import functools
+import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from shared.durations import parse_duration
+from shared.durations import format_duration, parse_duration
 from shared.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 EMBEDDED_BROKER = "filesystem://"
 # What kombu's py-amqp transport takes, and the embedded broker (a folder of files).
@@ -217,6 +220,17 @@ class Settings(BaseSettings):
         Settings._known_broker(self.broker_url)
         return self
 
+    @model_validator(mode="after")
+    def _heartbeats_fit_the_timeout(self) -> Settings:
+        timeout = self.heartbeat_timeout
+        if timeout is not None and timeout.total_seconds() <= 2 * self.heartbeat_seconds:
+            raise ValueError(
+                f"PIPEQ_HEARTBEAT_TIMEOUT ({format_duration(timeout)}) must be longer than two "
+                f"heartbeats (PIPEQ_HEARTBEAT_SECONDS={self.heartbeat_seconds:g}): beat would "
+                "fail live jobs as lost"
+            )
+        return self
+
     def time_limit(self, task: str, queue: str) -> float:
         """Seconds a job of ``task`` (on ``queue``) may run."""
         return (
@@ -239,6 +253,22 @@ class Settings(BaseSettings):
     @property
     def embedded_broker(self) -> bool:
         return self.resolved_broker_url.startswith("filesystem:")
+
+    def half_embedded(self) -> str | None:
+        """Why a server database with the embedded broker (or the reverse) is likely a
+        forgotten export, or None: workers on the servers would never see these jobs."""
+        sqlite = self.resolved_database_url.startswith("sqlite")
+        if self.embedded_broker and not sqlite:
+            return (
+                "PIPEQ_DATABASE_URL names a server but PIPEQ_BROKER_URL is unset: jobs go to "
+                f"the embedded broker in {self.broker_folder}, which no worker on RabbitMQ reads"
+            )
+        if sqlite and not self.embedded_broker and not self.database_url:
+            return (
+                "PIPEQ_BROKER_URL is set but PIPEQ_DATABASE_URL is not: job states go to "
+                f"{self.resolved_database_url}, which workers on other hosts cannot read"
+            )
+        return None
 
     @property
     def broker_folder(self) -> Path:
@@ -279,12 +309,15 @@ def get_settings() -> Settings:
     :class:`ConfigError` naming each variable at fault (and not echoing its value, which
     may hold a password)."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         raise ConfigError("bad settings: " + "; ".join(map(_problem, exc.errors()))) from None
     except SettingsError as exc:  # a JSON setting (PIPEQ_TIME_LIMITS) that does not parse
         field = str(exc).removeprefix('error parsing value for field "').partition('"')[0]
         raise ConfigError(f"bad settings: PIPEQ_{field.upper()}: not JSON") from None
+    if mixed := settings.half_embedded():
+        log.warning("%s", mixed)
+    return settings
 
 
 def _problem(error: Any) -> str:

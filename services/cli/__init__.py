@@ -18,8 +18,10 @@ from shared.errors import (
     InvalidSchedule,
     JobError,
     PipeqError,
+    SchemaMissing,
     TransientError,
 )
+from shared.settings import get_settings, redact_url
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,6 +45,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         sys.exit(130)
+    except SchemaMissing as exc:  # which database: a wrong PIPEQ_HOME is a common cause
+        where = redact_url(get_settings().resolved_database_url)
+        click.echo(f"error: {exc} ({where})", err=True)
+        sys.exit(2)
     except (InvalidJob, JobError, ConfigError, InvalidSchedule) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from shared.settings import get_settings
+from shared.settings import get_settings, redact_url
 
 
 def _jobs(samples: dict[str, list[Any]]) -> list[tuple[str, str, Any, dict[str, Any]]]:
@@ -36,13 +36,14 @@ def _jobs(samples: dict[str, list[Any]]) -> list[tuple[str, str, Any, dict[str, 
 @click.command()
 @click.option("--timeout", type=float, default=300, show_default=True)
 def demo(timeout: float) -> None:
-    """Run pipeq end to end on the embedded default (no servers)."""
+    """Run pipeq end to end on the embedded default (no servers), or on the servers that
+    PIPEQ_BROKER_URL and PIPEQ_DATABASE_URL name."""
     settings = get_settings()
     home = settings.home.resolve()
     models_dir = home / "models"
-    click.echo(
-        f"pipeq demo in {home} (broker {settings.resolved_broker_url}, "
-        f"database {settings.resolved_database_url})"
+    click.echo(  # on the embedded default, or on the services PIPEQ_* names
+        f"pipeq demo in {home} (broker {redact_url(settings.resolved_broker_url)}, "
+        f"database {redact_url(settings.resolved_database_url)})"
     )
 
     env = dict(os.environ, PIPEQ_HOME=str(home), PIPEQ_MODELS=str(models_dir / "models.toml"))

@@ -15,6 +15,7 @@ import click
 from services.cli.jobs import job_fields, job_inputs
 from services.cli.output import job_json, jobs_table, table
 from shared.cadence import Cadence
+from shared.client import message_within
 from shared.db import repo
 from shared.db import schedules as schedules_repo
 from shared.db.engine import session_scope
@@ -22,6 +23,7 @@ from shared.db.models import utcnow
 from shared.errors import InvalidSchedule
 from shared.jobs import parse_job
 from shared.schedules import ScheduleView, add, find, list_all, pause, remove, resume
+from shared.settings import get_settings
 
 
 @click.group()
@@ -72,6 +74,7 @@ def add_command(
     job = parse_job(
         {"task": task, "model": model, "inputs": inputs, "params": params, "priority": priority}
     )
+    message_within(job.with_id(), get_settings().max_message_bytes)  # as each run will be
     with session_scope() as session:
         view = add(session, name=name, cadence=cadence, job=job, now=utcnow())
     _echo(view, as_json)

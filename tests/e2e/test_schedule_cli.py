@@ -54,6 +54,14 @@ def test_schedules_are_managed_from_the_cli(cli_env: dict[str, str]) -> None:
     gone = pipeq("schedule", "pause", "nightly", env=cli_env, check=False)
     assert gone.returncode == 1 and "no schedule 'nightly'" in gone.stderr
 
+    small = dict(cli_env, PIPEQ_MAX_MESSAGE_BYTES="1000")  # refused now, not at every run
+    big = pipeq(
+        "schedule", "add", "big", "fill-mask", "--every", "1h", "-m", MODEL, "-t", "x" * 2000,
+        env=small, check=False,
+    )  # fmt: skip
+    assert big.returncode == 2 and "the limit is 1000 (PIPEQ_MAX_MESSAGE_BYTES)" in big.stderr
+    assert pipeq("schedule", "list", env=cli_env).stdout.count("big") == 0
+
 
 BEAT_ONCE = """
 import sys

@@ -89,8 +89,9 @@ def test_a_postgresql_database_never_migrated_is_named_with_the_fix(
         worker = pipeq("worker", "--queue", "nlp", env=env, check=False)
         assert worker.returncode == 2, worker.stderr
         last = worker.stderr.strip().splitlines()[-1]
-        assert last == "error: the database has no pipeq tables; " + (
-            "run `pipeq db upgrade` against this database first"
+        assert last == (  # naming the database: a wrong PIPEQ_HOME or URL is a common cause
+            "error: the database has no pipeq tables; run `pipeq db upgrade` against this "
+            f"database first ({bare.database_url})"
         )
         with pytest.raises(SchemaMissing):
             Client(Settings(database_url=bare.database_url, broker_url=bare.broker_url)).list()

@@ -105,6 +105,7 @@ def test_times_in_other_zones_are_converted_and_naive_ones_refused() -> None:
         ("0 0 3 * * *", None),  # croniter's seconds field: not cron
         ("H * * * *", None),  # croniter's hashed field: not cron
         ("@sometimes", None),
+        ("0 3 31 2 *", None),  # well formed, but February has no 31st: a croniter traceback once
         (None, "0s"),
         (None, "0.5s"),
     ],

@@ -91,7 +91,7 @@ def test_time_limits_merge_over_the_defaults(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_bad_settings_are_one_line_naming_each_variable_and_no_password(
-    monkeypatch: pytest.MonkeyPatch,
+    embedded_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PIPEQ_DATABASE_URL", "postgres://pipeq:hunter2@db/pipeq")
     monkeypatch.setenv("PIPEQ_HEARTBEAT_SECONDS", "often")
@@ -117,6 +117,11 @@ def test_bad_settings_are_one_line_naming_each_variable_and_no_password(
         ("PIPEQ_BROKER_URL", "localhost", "must be an amqp:// URL, like amqp://user:pass@"),
         ("PIPEQ_TIME_LIMITS", "{nlp", "PIPEQ_TIME_LIMITS: not JSON"),
         (
+            "PIPEQ_HEARTBEAT_TIMEOUT",
+            "15s",  # live jobs beat every 10 s: one late beat, and beat failed them as lost
+            "PIPEQ_HEARTBEAT_TIMEOUT (15s) must be longer than two heartbeats",
+        ),
+        (
             "PIPEQ_DATABASE_URL_FILE",
             "/dev/null",
             "set PIPEQ_DATABASE_URL or PIPEQ_DATABASE_URL_FILE",
@@ -124,7 +129,7 @@ def test_bad_settings_are_one_line_naming_each_variable_and_no_password(
     ],
 )
 def test_settings_refused_in_one_line(
-    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+    embedded_env: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
 ) -> None:
     monkeypatch.setenv("PIPEQ_DATABASE_URL", "sqlite:///x.db")
     monkeypatch.setenv(name, value)
@@ -132,4 +137,23 @@ def test_settings_refused_in_one_line(
     with pytest.raises(ConfigError, match=r"^bad settings: ") as refused:
         get_settings()
     assert message in str(refused.value)
+    get_settings.cache_clear()
+
+
+def test_a_server_database_with_the_embedded_broker_is_warned_about(
+    embedded_env: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PIPEQ_DATABASE_URL", "postgresql+psycopg://pipeq@db/pipeq")
+    get_settings.cache_clear()
+    get_settings()
+    assert "PIPEQ_BROKER_URL is unset: jobs go to the embedded broker in" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("PIPEQ_BROKER_URL", "amqp://guest@rabbit//")
+    get_settings.cache_clear()
+    get_settings()
+    assert caplog.text == ""  # both on servers
+    monkeypatch.delenv("PIPEQ_DATABASE_URL")
+    get_settings.cache_clear()
+    get_settings()
+    assert "PIPEQ_DATABASE_URL is not: job states go to sqlite:///" in caplog.text
     get_settings.cache_clear()
