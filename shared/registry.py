@@ -268,9 +268,24 @@ def parse_registry(data: dict[str, Any], *, base_dir: Path, path: Path | None = 
     for alias, entry in models.items():
         try:
             specs[alias] = ModelSpec.model_validate({**entry, "alias": alias, "base_dir": base_dir})
-        except (ValidationError, TypeError) as exc:
+        except ValidationError as exc:
+            raise ConfigError(f"registry {path}: model {alias!r}: {_problems(exc)}") from None
+        except TypeError as exc:
             raise ConfigError(f"registry {path}: model {alias!r}: {exc}") from None
     return Registry(specs, path)
+
+
+def _problems(error: ValidationError) -> str:
+    """pydantic's report on one entry, as one line: ``field: problem (or another); ...``."""
+    found: dict[str, list[str]] = {}
+    for item in error.errors():
+        # The field's path, less pydantic's names for the union branch it tried.
+        field = ".".join(str(part) for part in item["loc"] if re.fullmatch(r"\w+", str(part)))
+        field = field or "entry"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if message not in found.setdefault(field, []):
+            found[field].append(message)
+    return "; ".join(f"{field}: {', or '.join(messages)}" for field, messages in found.items())
 
 
 def load_registry(path: Path, *, required: bool = False) -> Registry:

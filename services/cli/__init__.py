@@ -40,8 +40,11 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except click.UsageError as exc:  # with the usage line and click's "Error:"
         exc.show()
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:  # a command's own: one line, as pipeq's errors are
+        click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         sys.exit(130)

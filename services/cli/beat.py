@@ -14,16 +14,16 @@ from shared.db.models import utcnow
 @click.command()
 @click.option(
     "--wait/--no-wait",
-    default=True,
-    show_default=True,
-    help="If another beat is active: stand by until it goes, or exit 1 at once.",
+    default=None,
+    help="If another beat is active: stand by until it goes, or exit 1 at once "
+    "(default: stand by, but not with --once).",
 )
 @click.option("--once", is_flag=True, help="Run one tick (due runs and housekeeping), then exit.")
-def beat(wait: bool, once: bool) -> None:
+def beat(wait: bool | None, once: bool) -> None:
     """Run user schedules and housekeeping until SIGTERM (broker and database; no torch)."""
     from services.beat.main import run
 
-    sys.exit(run(wait=wait, once=once))
+    sys.exit(run(wait=not once if wait is None else wait, once=once))
 
 
 @click.command()

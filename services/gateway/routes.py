@@ -11,6 +11,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import AfterValidator, BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway import metrics
@@ -24,7 +25,9 @@ from services.gateway.schemas import (
     WebhookView,
 )
 from services.gateway.service import Gateway
+from shared.errors import UnsupportedTask
 from shared.jobs import JobRequest, JobView, parse_job
+from shared.queues import queue_for
 from shared.states import State
 
 router = APIRouter(
@@ -139,12 +142,31 @@ async def get_job(job_id: str, request: Request, caller: CallerDep) -> JobView:
     return await run_in_threadpool(gateway(request).get, job_id, caller)
 
 
+def _known_task(task: str | None) -> str | None:
+    if task is None:
+        return None
+    try:
+        queue_for(task)
+    except UnsupportedTask as exc:  # names the tasks pipeq serves
+        raise ValueError(str(exc)) from None
+    return task
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+# As the CLI takes them: any case for a state, only pipeq's tasks (a typo is a 422, not []).
+StateQuery = Annotated[State | None, BeforeValidator(_upper), Query()]
+TaskQuery = Annotated[str | None, AfterValidator(_known_task), Query(max_length=64)]
+
+
 @router.get("/jobs", response_model=JobPage)
 async def list_jobs(
     request: Request,
     caller: CallerDep,
-    state: State | None = None,
-    task: str | None = Query(None, max_length=64),
+    state: StateQuery = None,
+    task: TaskQuery = None,
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=512),
 ) -> JobPage:

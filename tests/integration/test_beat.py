@@ -162,6 +162,8 @@ def test_one_beat_is_active_and_a_standby_takes_over(
         refused = pipeq("beat", "--no-wait", env=beat_env, check=False)
         assert refused.returncode == 1
         assert "another pipeq beat is active" in refused.stderr
+        once = pipeq("beat", "--once", env=beat_env, check=False, timeout=30)  # no standing by
+        assert once.returncode == 1 and "another pipeq beat is active" in once.stderr
         standby.start(ready=r"standing by")
         active.kill()  # no clean exit: PostgreSQL drops the lock with the session
         standby.wait_for(r"taking over", timeout=30)

@@ -69,6 +69,14 @@ def test_lists_page_by_cursor_newest_first(
             "query",
             "state",
         ]
+        lower = client.get("/v1/jobs", params={"state": "queued", "limit": 200})
+        assert len(lower.json()["jobs"]) == 5  # any case, as the CLI takes it
+        typo = client.get("/v1/jobs", params={"task": "sumarization"})  # a 422, not an empty page
+        assert typo.status_code == 422, typo.text
+        (field,) = typo.json()["error"]["fields"]
+        assert (
+            field["loc"] == ["query", "task"] and "unknown task 'sumarization'" in field["message"]
+        )
 
 
 def test_cancel_a_queued_job(api: httpx.Client) -> None:
