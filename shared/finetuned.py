@@ -63,6 +63,12 @@ def find(store: Path, alias: str) -> ModelSpec | None:
         raise ConfigError(f"fine-tuned model {alias!r}: bad {ENTRY}: {exc}") from None
 
 
+def every(store: Path) -> list[ModelSpec]:
+    """Every complete fine-tuned model in the store, by name (``pipeq models list``)."""
+    entries = sorted((store / FOLDER).glob(f"*/{ENTRY}"))
+    return [spec for entry in entries if (spec := find(store, entry.parent.name)) is not None]
+
+
 def register(store: Path, name: str, entry: dict[str, Any]) -> Path:
     """Write ``name``'s entry, atomically; the model is servable once this returns."""
     ModelSpec.model_validate({**entry, "alias": name})  # never publish an entry that will not load

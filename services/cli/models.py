@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from services.cli.output import compact, table
-from shared.errors import PipeqError, translating
+from shared.errors import PipeqError, UnknownModel, translating
 from shared.logs import configure_logging
 from shared.registry import ModelSpec, configured_registry
 from shared.settings import Settings, get_settings
@@ -46,7 +46,20 @@ def ask_workers(settings: Settings, timeout: float) -> dict[str, dict[str, Any]]
     return found
 
 
-def _entry(spec: ModelSpec, workers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _every_spec(settings: Settings) -> tuple[list[ModelSpec], set[str]]:
+    """The registry's models, then those fine-tune jobs made (in the model store), and the
+    aliases of the latter."""
+    from shared import finetuned
+
+    registry = configured_registry(settings)
+    store = settings.resolved_model_store
+    made = [spec for spec in finetuned.every(store) if spec.alias not in registry]
+    return [*registry.specs.values(), *made], {spec.alias for spec in made}
+
+
+def _entry(
+    spec: ModelSpec, workers: dict[str, dict[str, Any]], *, fine_tuned: bool
+) -> dict[str, Any]:
     loaded = [
         {"worker": worker, **held}
         for worker, inventory in sorted(workers.items())
@@ -62,6 +75,7 @@ def _entry(spec: ModelSpec, workers: dict[str, dict[str, Any]]) -> dict[str, Any
         "quantization": spec.quantization.label,
         "gguf_file": spec.gguf_file,
         "trust_remote_code": spec.trust_remote_code,
+        "fine_tuned": fine_tuned,
         "loaded": loaded,
     }
 
@@ -90,7 +104,8 @@ def list_models(as_json: bool, timeout: float, registry_only: bool) -> None:
     """Every alias with its task, placement, dtype and quantization; memory where loaded."""
     settings = get_settings()
     registry = configured_registry(settings)
-    if not registry.specs:
+    specs, made = _every_spec(settings)
+    if not specs:
         click.echo(f"warning: the registry {registry.path} has no models", err=True)
     workers: dict[str, dict[str, Any]] = {}
     if not registry_only:
@@ -98,7 +113,7 @@ def list_models(as_json: bool, timeout: float, registry_only: bool) -> None:
             workers = ask_workers(settings, timeout)
         except PipeqError as exc:
             click.echo(f"warning: {exc}; showing the registry only", err=True)
-    entries = [_entry(spec, workers) for spec in registry.specs.values()]
+    entries = [_entry(spec, workers, fine_tuned=spec.alias in made) for spec in specs]
     if as_json:
         summary = {
             name: {key: value for key, value in inventory.items() if key != "models"}
@@ -108,8 +123,15 @@ def list_models(as_json: bool, timeout: float, registry_only: bool) -> None:
         click.echo(json.dumps(payload))
         return
     columns = ["alias", "task", "queue", "placement", "dtype", "quantization"]
-    rows = [[*(str(e[c]) for c in columns), _loaded_cell(e["loaded"])] for e in entries]
-    click.echo(table(rows, [*columns, "loaded"]))
+    rows = [
+        [
+            *(str(e[c]) for c in columns),
+            "fine-tune" if e["fine_tuned"] else "registry",
+            _loaded_cell(e["loaded"]),
+        ]
+        for e in entries
+    ]
+    click.echo(table(rows, [*columns, "from", "loaded"]))
     if not registry_only:
         click.echo(f"\n{len(workers)} worker(s) answered within {timeout:g} s")
 
@@ -133,8 +155,13 @@ def check(aliases: tuple[str, ...], device: str, as_json: bool) -> None:
 
     settings = get_settings()
     configure_logging("WARNING", as_json=settings.log_json)
-    registry = configured_registry(settings)
-    specs = [registry.get(alias) for alias in aliases] or list(registry.specs.values())
+    every = {spec.alias: spec for spec in _every_spec(settings)[0]}
+    for alias in aliases:
+        if alias not in every:
+            raise UnknownModel(
+                f"unknown model {alias!r}: not in the registry, nor made by a fine-tune job"
+            )
+    specs = [every[alias] for alias in aliases] or list(every.values())
     reports = [check_model(spec, device=placement.torch_device) for spec in specs]
     if as_json:
         for report in reports:

@@ -9,6 +9,7 @@ sentences it never saw through the nlp worker, under the new name.
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import time
 import uuid
@@ -147,6 +148,10 @@ def test_each_strategy_reduces_the_loss_on_a_tiny_model(trained: TrainEnv, strat
         assert served.result[0]["label"] in ("negative", "positive")
     else:
         assert served.result[0]["generated_text"].startswith(text)
+    # Listed with the registry's models, marked as made by a fine-tune job.
+    listed = pipeq("models", "list", "--registry-only", "--json", env=trained.env).stdout
+    (made,) = [entry for entry in json.loads(listed)["models"] if entry["alias"] == name]
+    assert made["fine_tuned"] is True and made["task"] == task
 
 
 def test_cancel_stops_training_within_a_step(trained: TrainEnv) -> None:
