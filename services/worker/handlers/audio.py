@@ -74,6 +74,8 @@ class SpeechRecognition(PipelineHandler[SpeechRecognitionParams]):
             raise InvalidParameter(
                 next(iter(generation)), "applies to sequence-to-sequence models such as Whisper"
             )
+        if "language" in generation:
+            _check_language(loaded, generation["language"])
         if kind.startswith("seq2seq"):  # ends at the next token once the job should stop
             kwargs["generate_kwargs"] = {
                 **generation,
@@ -87,6 +89,23 @@ class SpeechRecognition(PipelineHandler[SpeechRecognitionParams]):
         self, loaded: Loaded, items: list[Any], params: SpeechRecognitionParams
     ) -> list[Any]:
         return super().predict(loaded, at_model_rate(loaded, items), params)
+
+
+def _check_language(loaded: Loaded, language: str) -> None:
+    """Whisper's ``language`` (a code, ``fr``, or a name, ``french``) must be one of those
+    its generation config lists; transformers' own error blamed the model (``model_failure``)."""
+    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+
+    config = getattr(loaded.model, "generation_config", None)
+    known = sorted(token.strip("<|>") for token in getattr(config, "lang_to_id", None) or {})
+    if config is None:  # served from its own process: the model there checks it
+        return
+    code = TO_LANGUAGE_CODE.get(language.lower(), language.lower()).strip("<|>")
+    if code not in known:
+        shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+        raise InvalidParameter(
+            "language", f"this model knows {shown or 'no language'} (got {language!r})"
+        )
 
 
 class AudioClassification(PipelineHandler[AudioClassificationParams]):
