@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shared.errors import InvalidJob
+from shared.errors import InvalidInput, InvalidJob
 from shared.params import validate_params
 from shared.queues import queue_for
 
@@ -27,6 +27,14 @@ from shared.queues import queue_for
 TASK_NAME: Final = "pipeq.run_job"
 
 ALIAS_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+#: Inputs one job may carry as a list: texts, else questions, images or audio clips.
+MAX_TEXTS: Final = 1024
+MAX_ITEMS: Final = 256
+
+
+def max_items(task: str) -> int:
+    """How many inputs a job of ``task`` may list (checked at submit and by the worker)."""
+    return MAX_TEXTS if queue_for(task) == "nlp" and task != "question-answering" else MAX_ITEMS
 
 
 class JobRequest(BaseModel):
@@ -154,4 +162,7 @@ def parse_job(raw: Any) -> JobRequest:
         raise JobSchemaError(_problems(exc)) from None
     queue_for(request.task)
     validate_params(request.task, request.params)
+    inputs = request.inputs
+    if isinstance(inputs, list) and len(inputs) > (limit := max_items(request.task)):
+        raise InvalidInput(f"inputs: {len(inputs)} items in one job; the limit is {limit}")
     return request

@@ -26,10 +26,10 @@ import numpy.typing as npt
 
 from services.worker.blobs import describe, payload_bytes
 from shared.errors import InvalidInput
+from shared.jobs import MAX_ITEMS
 
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 MAX_IMAGE_PIXELS = 50_000_000
-MAX_ITEMS = 256
 
 
 @dataclass(frozen=True)

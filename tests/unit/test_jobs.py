@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from shared.errors import InvalidJob, InvalidParameter, UnsupportedTask
+from shared.errors import InvalidInput, InvalidJob, InvalidParameter, UnsupportedTask
 from shared.jobs import JobRequest, parse_job
 
 GOOD = {"task": "text-classification", "model": "tiny-text-classification", "inputs": "hi"}
@@ -77,3 +77,19 @@ def test_requests_are_frozen() -> None:
     request = JobRequest.model_validate(GOOD)
     with pytest.raises(Exception, match="frozen"):
         request.model = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("task", "most"),
+    [
+        ("text-classification", 1024),
+        ("question-answering", 256),
+        ("image-classification", 256),
+        ("automatic-speech-recognition", 256),
+    ],
+)
+def test_too_many_inputs_are_refused_at_submit(task: str, most: int) -> None:
+    # The worker refused them too, but only after submit had said yes.
+    parse_job({"task": task, "model": "m", "inputs": ["x"] * most})
+    with pytest.raises(InvalidInput, match=f"^inputs: {most + 1} items in one job; the limit is"):
+        parse_job({"task": task, "model": "m", "inputs": ["x"] * (most + 1)})

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 from shared.errors import InvalidInput, InvalidParameter
+from shared.jobs import MAX_TEXTS
 from shared.params import PARAMS, NoParams, TaskParams, validate_params
 from shared.registry import ModelSpec
 
@@ -109,7 +110,7 @@ def check_items(outputs: list[Any], batched: bool) -> None:
             raise InvalidInput(f"{where}: {output.problem}")
 
 
-def text_items(inputs: Any, *, max_items: int = 1024) -> tuple[list[str], bool]:
+def text_items(inputs: Any, *, max_items: int = MAX_TEXTS) -> tuple[list[str], bool]:
     """A text or a non-empty list of texts, each non-empty."""
     batched = isinstance(inputs, list)
     items = inputs if batched else [inputs]

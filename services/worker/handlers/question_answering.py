@@ -23,11 +23,11 @@ from services.worker.handlers.pipelines import model_call
 from services.worker.handlers.spans import best_answers
 from services.worker.loading import load_pretrained, load_processor
 from shared.errors import ConfigError, InvalidInput
+from shared.jobs import MAX_ITEMS
 from shared.params.nlp import QuestionAnsweringParams
 from shared.registry import ModelSpec
 
 DEFAULT_MAX_LENGTH = 384
-MAX_ITEMS = 256
 FEATURES_PER_PASS = 32
 
 
