@@ -40,9 +40,9 @@ def broken_env(
 def test_list_shows_the_registry_without_workers(cli_env: dict[str, str]) -> None:
     done = pipeq("models", "list", "--registry-only", env=cli_env)
     header, _, *rows = done.stdout.splitlines()
-    columns = ["alias", "task", "queue", "placement", "dtype", "quantization", "loaded"]
+    columns = ["alias", "task", "queue", "placement", "dtype", "quantization", "from", "loaded"]
     assert header.split() == columns
-    expected = [TINY, "text-classification", "nlp", "worker", "auto", "none"]
+    expected = [TINY, "text-classification", "nlp", "worker", "auto", "none", "registry"]
     assert expected in [row.split() for row in rows]
 
 
