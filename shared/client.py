@@ -31,6 +31,7 @@ from __future__ import annotations
 import builtins
 import functools
 import json
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -63,6 +64,9 @@ from shared.states import State
 
 #: How the client's reads show in ``pg_stat_activity``.
 READS_NAME = "pipeq-client-reads"
+
+
+log = logging.getLogger(__name__)
 
 
 class Client:
@@ -126,7 +130,8 @@ class Client:
         try:
             self.publish(message, request)
         except BaseException as exc:  # a Ctrl-C or a bug too: no row may wait for no message
-            self._not_queued([request.id or ""], exc)
+            if fresh:  # a resent job's first message may be on its way: leave its row be
+                self._not_queued([request.id or ""], exc)
             raise
         return view  # as submitted (QUEUED): no second read; a worker may have it already
 
@@ -184,15 +189,19 @@ class Client:
             raise InvalidJob(f"job {index}: {exc}") from exc
 
     def _not_queued(self, job_ids: builtins.list[str], exc: BaseException) -> None:
-        """Fail the rows of jobs whose messages were not sent (a message sent as the
-        publish was cut short finds its job FAILED and is dropped), and free their
-        idempotency keys for a retry."""
+        """Fail the QUEUED rows this call inserted, whose messages were not sent (one sent
+        as the publish was cut short finds its job FAILED and is dropped), freeing their
+        idempotency keys for a retry. Best effort: the caller re-raises ``exc`` either way."""
         code = exc.code if isinstance(exc, PipeqError) else "not_queued"
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc) or repr(exc)
-        with session_scope(self._db) as session:
-            for job_id in job_ids:
-                states.fail(session, job_id, error_type=code, message=f"not queued: {reason}")
-            repo.release_idempotency_keys(session, job_ids)
+        try:
+            with session_scope(self._db) as session:
+                for job_id in job_ids:
+                    states.not_queued(
+                        session, job_id, error_type=code, message=f"not queued: {reason}"
+                    )
+        except Exception as failure:  # the database away too: the publish's error matters more
+            log.warning("jobs %s stay QUEUED, not sent: %s", ", ".join(job_ids), failure)
 
     def _insert(self, request: JobRequest, tenant: str | None = None) -> tuple[JobView, bool]:
         """Insert the row: the job as inserted and True, or the existing job and False when

@@ -175,11 +175,13 @@ def translating(context: str = "") -> Iterator[None]:
         raise translated from exc
 
 
-def _no_table(exc: Exception) -> bool:
-    """A statement named a table the database lacks: PostgreSQL's undefined_table (42P01),
-    SQLite's "no such table"."""
-    orig = getattr(exc, "orig", None)
-    return str(getattr(orig, "sqlstate", "") or "") == "42P01" or "no such table" in str(orig)
+def _missing_table(exc: Exception) -> str | None:
+    """The table a statement named that the database lacks (PostgreSQL's undefined_table,
+    SQLite's "no such table"), or None."""
+    import re
+
+    found = re.search(r'relation "([^"]+)" does not exist|no such table: (\S+)', str(exc))
+    return (found.group(1) or found.group(2)) if found else None
 
 
 def _translate(exc: Exception, prefix: str) -> PipeqError | None:
@@ -187,8 +189,11 @@ def _translate(exc: Exception, prefix: str) -> PipeqError | None:
     import kombu.exceptions
     import sqlalchemy.exc
 
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and _no_table(exc):
-        return SchemaMissing(f"{prefix}the database has no pipeq tables; {UPGRADE_HINT}")
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and (table := _missing_table(exc)):
+        return SchemaMissing(
+            f"{prefix}the database has no table {table!r} (pipeq's schema is missing or "
+            f"older than this pipeq); {UPGRADE_HINT}"
+        )
     if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
         if str(getattr(exc.orig, "sqlstate", "") or "").startswith("40"):
             first = (str(exc.orig).splitlines() or [""])[0]
@@ -202,8 +207,8 @@ def _translate(exc: Exception, prefix: str) -> PipeqError | None:
     if isinstance(exc, amqp.exceptions.AccessRefused | amqp.exceptions.NotAllowed):
         reply = getattr(exc, "reply_text", "") or str(exc)
         return BrokerRefused(
-            f"{prefix}the broker refused the connection ({reply}); "
-            "check the user, password and vhost in PIPEQ_BROKER_URL"
+            f"{prefix}the broker refused pipeq ({reply}); check the user, password and vhost "
+            "in PIPEQ_BROKER_URL, and the user's permissions on that vhost"
         )
     if isinstance(exc, kombu.exceptions.OperationalError | ConnectionError):
         return BrokerUnavailable(f"{prefix}broker unavailable ({exc})")

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from shared.errors import ConfigError
 from shared.jobs import ALIAS_PATTERN
-from shared.registry import ModelSpec
+from shared.registry import ModelSpec, problems
 
 FOLDER: Final = "finetunes"
 ENTRY: Final = "pipeq-model.json"
@@ -60,13 +60,22 @@ def find(store: Path, alias: str) -> ModelSpec | None:
     try:
         return ModelSpec.model_validate({**entry, "alias": alias, "base_dir": folder.resolve()})
     except ValidationError as exc:
-        raise ConfigError(f"fine-tuned model {alias!r}: bad {ENTRY}: {exc}") from None
+        raise ConfigError(f"fine-tuned model {alias!r}: bad {ENTRY}: {problems(exc)}") from None
 
 
-def every(store: Path) -> list[ModelSpec]:
-    """Every complete fine-tuned model in the store, by name (``pipeq models list``)."""
-    entries = sorted((store / FOLDER).glob(f"*/{ENTRY}"))
-    return [spec for entry in entries if (spec := find(store, entry.parent.name)) is not None]
+def every(store: Path) -> tuple[list[ModelSpec], list[ConfigError]]:
+    """Every complete fine-tuned model in the store, by name (``pipeq models list``), and
+    what is wrong with the entries that do not read: one bad entry hides no other."""
+    specs, broken = [], []
+    for entry in sorted((store / FOLDER).glob(f"*/{ENTRY}")):
+        try:
+            spec = find(store, entry.parent.name)
+        except ConfigError as exc:
+            broken.append(exc)
+            continue
+        if spec is not None:
+            specs.append(spec)
+    return specs, broken
 
 
 def register(store: Path, name: str, entry: dict[str, Any]) -> Path:

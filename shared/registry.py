@@ -269,13 +269,13 @@ def parse_registry(data: dict[str, Any], *, base_dir: Path, path: Path | None = 
         try:
             specs[alias] = ModelSpec.model_validate({**entry, "alias": alias, "base_dir": base_dir})
         except ValidationError as exc:
-            raise ConfigError(f"registry {path}: model {alias!r}: {_problems(exc)}") from None
+            raise ConfigError(f"registry {path}: model {alias!r}: {problems(exc)}") from None
         except TypeError as exc:
             raise ConfigError(f"registry {path}: model {alias!r}: {exc}") from None
     return Registry(specs, path)
 
 
-def _problems(error: ValidationError) -> str:
+def problems(error: ValidationError) -> str:
     """pydantic's report on one entry, as one line: ``field: problem (or another); ...``."""
     found: dict[str, list[str]] = {}
     for item in error.errors():

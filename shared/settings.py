@@ -324,7 +324,8 @@ def _problem(error: Any) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if not error["loc"]:  # the settings as a whole (a URL and its _FILE both set, say)
         return message
-    name = "PIPEQ_" + "_".join(str(part) for part in error["loc"]).upper()
+    field, *within = error["loc"]  # a key inside a JSON setting: PIPEQ_TIME_LIMITS['nlp']
+    name = f"PIPEQ_{str(field).upper()}" + "".join(f"[{part!r}]" for part in within)
     return message if message.startswith(name) else f"{name}: {message}"
 
 

@@ -17,7 +17,7 @@ from types import FrameType
 
 from services.beat.lock import BeatLock, lock_for
 from services.beat.loop import Beat
-from shared.errors import TransientError
+from shared.errors import BrokerUnavailable, TransientError, translating
 from shared.logs import configure_logging
 from shared.settings import Settings, get_settings, redact_url
 
@@ -37,6 +37,7 @@ def run(
     """Run beat until stopped; returns the process exit code."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, as_json=settings.log_json)
+    _check_broker(settings)
     stop = stop or _stop_on_signals()
     lock = lock_for(settings.resolved_database_url)
     try:
@@ -51,6 +52,24 @@ def run(
         return _loop(Beat(settings), lock, stop=stop, once=once)
     finally:
         lock.release()
+
+
+def _check_broker(settings: Settings) -> None:
+    """A broker that refuses beat's login stops it (BrokerRefused: exit 2), as it stops a
+    worker, rather than every scheduled run failing "not queued"; one that is away is only
+    logged, since each run retries it."""
+    if settings.embedded_broker:
+        return
+    from shared.celery_app import make_app
+
+    try:
+        with (
+            translating("connecting to the broker"),
+            make_app(settings).connection_for_write() as connection,
+        ):
+            connection.ensure_connection(max_retries=1)
+    except BrokerUnavailable as exc:
+        log.warning("%s; each run will try again", exc)
 
 
 def _take(lock: BeatLock, *, wait: bool, stop: threading.Event, poll: float) -> bool:

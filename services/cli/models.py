@@ -21,7 +21,7 @@ import click
 from services.cli.output import compact, table
 from shared.errors import PipeqError, UnknownModel, translating
 from shared.logs import configure_logging
-from shared.registry import ModelSpec, configured_registry
+from shared.registry import ModelSpec, Registry, configured_registry
 from shared.settings import Settings, get_settings
 
 
@@ -46,14 +46,15 @@ def ask_workers(settings: Settings, timeout: float) -> dict[str, dict[str, Any]]
     return found
 
 
-def _every_spec(settings: Settings) -> tuple[list[ModelSpec], set[str]]:
+def _every_spec(registry: Registry, settings: Settings) -> tuple[list[ModelSpec], set[str]]:
     """The registry's models, then those fine-tune jobs made (in the model store), and the
-    aliases of the latter."""
+    aliases of the latter; an entry in the store that does not read is warned about."""
     from shared import finetuned
 
-    registry = configured_registry(settings)
-    store = settings.resolved_model_store
-    made = [spec for spec in finetuned.every(store) if spec.alias not in registry]
+    found, broken = finetuned.every(settings.resolved_model_store)
+    for problem in broken:
+        click.echo(f"warning: {problem}", err=True)
+    made = [spec for spec in found if spec.alias not in registry]
     return [*registry.specs.values(), *made], {spec.alias for spec in made}
 
 
@@ -104,7 +105,7 @@ def list_models(as_json: bool, timeout: float, registry_only: bool) -> None:
     """Every alias with its task, placement, dtype and quantization; memory where loaded."""
     settings = get_settings()
     registry = configured_registry(settings)
-    specs, made = _every_spec(settings)
+    specs, made = _every_spec(registry, settings)
     if not specs:
         click.echo(f"warning: the registry {registry.path} has no models", err=True)
     workers: dict[str, dict[str, Any]] = {}
@@ -155,7 +156,7 @@ def check(aliases: tuple[str, ...], device: str, as_json: bool) -> None:
 
     settings = get_settings()
     configure_logging("WARNING", as_json=settings.log_json)
-    every = {spec.alias: spec for spec in _every_spec(settings)[0]}
+    every = {spec.alias: spec for spec in _every_spec(configured_registry(settings), settings)[0]}
     for alias in aliases:
         if alias not in every:
             raise UnknownModel(

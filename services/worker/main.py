@@ -33,7 +33,6 @@ from services.worker.runner import JobRunner
 from services.worker.supervisor import Supervisor
 from services.worker.tasks import only_pipeq, register
 from shared.celery_app import make_app
-from shared.client import retry_policy
 from shared.deadletter_consumer import DeadLetterConsumer
 from shared.errors import DatabaseUnavailable, translating
 from shared.logs import configure_logging
@@ -79,18 +78,21 @@ def check_database(settings: Settings) -> None:
 
 
 def check_broker(app: Any, settings: Settings) -> None:
-    """Reach the broker before loading models, waiting for it up to
-    ``PIPEQ_PUBLISH_RETRY_SECONDS`` (it may be starting beside us), and declare the
-    dead-letter queue; a login the broker refuses stops the worker at once."""
+    """Reach the broker before loading models, waiting for it as long as it takes (it may be
+    starting beside us, or coming back: a worker that exited would only be restarted into
+    the same wait), and declare the dead-letter queue. A broker that refuses the login or
+    the queue stops the worker at once: waiting will not change the URL."""
     if settings.embedded_broker:
         return
 
     def retrying(exc: Exception, interval: float) -> None:
         log.warning("broker unavailable (%s); trying again in %.1f s", exc, interval)
 
-    policy = retry_policy(settings.publish_retry_seconds)
     with translating("connecting to the broker"), app.connection_for_write() as connection:
-        connection.ensure_connection(errback=retrying, **policy)
+        connection.ensure_connection(
+            errback=retrying, max_retries=None, interval_start=0.5, interval_step=0.5,
+            interval_max=5.0,
+        )  # fmt: skip
         dead_letter_queue().declare(channel=connection.default_channel)
 
 

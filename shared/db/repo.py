@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -189,17 +189,6 @@ def ids_with_prefix(session: Session, prefix: str, *, limit: int = 2) -> Sequenc
 
 def find_by_idempotency_key(session: Session, key: str) -> Job | None:
     return session.scalar(select(Job).where(Job.idempotency_key == key))
-
-
-def release_idempotency_keys(session: Session, job_ids: Sequence[str]) -> None:
-    """Free the keys of jobs that were never queued, so that a retry with the same key
-    makes a new job rather than returning the failed one."""
-    session.execute(
-        update(Job)
-        .where(Job.id.in_(job_ids), Job.idempotency_key.is_not(None))
-        .values(idempotency_key=None)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def list_jobs(

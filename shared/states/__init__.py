@@ -21,6 +21,7 @@ from shared.states.machine import (
     finish_cancelled,
     heartbeat,
     holdings,
+    not_queued,
     requeue,
     succeed,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "heartbeat",
     "heartbeat_many",
     "holdings",
+    "not_queued",
     "on_postgres",
     "requeue",
     "start",

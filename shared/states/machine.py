@@ -173,6 +173,21 @@ def fail(
     )
 
 
+def not_queued(session: Session, job_id: str, *, error_type: str, message: str) -> bool:
+    """QUEUED -> FAILED for a job whose message was never sent, freeing its idempotency key
+    so that the same key submitted again makes a new job. False if the job had moved on (a
+    worker has it: its message got through after all), and nothing changes then."""
+    return _move(
+        session,
+        job_id,
+        State.FAILED,
+        only_from=State.QUEUED,
+        error_type=error_type[:64],
+        error_message=message,
+        idempotency_key=None,
+    )
+
+
 def cancel(session: Session, job_id: str) -> State | None:
     """Cancel a job: a queued one at once, a running one at its next check.
 

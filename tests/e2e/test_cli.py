@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from tests.helpers import PIPEQ, REPO, WorkerProcess, pipeq
@@ -144,7 +143,8 @@ def test_submit_before_db_upgrade_names_the_fix(cli_env: dict[str, str], tmp_pat
     env = dict(cli_env, PIPEQ_HOME=str(tmp_path / "never-upgraded"))
     done = pipeq("submit", "fill-mask", "-m", "x", "-t", "x", env=env, check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "the database has no pipeq tables; run `pipeq db upgrade`" in done.stderr
+    assert "the database has no table 'jobs'" in done.stderr
+    assert "run `pipeq db upgrade` against this database first" in done.stderr
 
 
 def test_a_worker_refuses_a_registry_that_is_not_there_and_a_gpu_it_cannot_see(
@@ -243,7 +243,10 @@ def test_ctrl_c_while_the_broker_is_away_leaves_no_job_queued(
     with subprocess.Popen(
         [*PIPEQ, *args], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True
     ) as submit:
-        time.sleep(3)  # the row is in, the publish is being retried
+        listed = ""
+        while not listed:  # the row is in, the publish is being retried
+            assert submit.poll() is None, "submit ended before the interrupt"
+            listed = pipeq("jobs", "--json", env=env).stdout
         submit.send_signal(signal.SIGINT)
         _, stderr = submit.communicate(timeout=30)
     assert submit.returncode == 130, stderr

@@ -344,3 +344,17 @@ def test_resuming_skips_a_checkpoint_its_worker_died_writing(tmp_path: Path) -> 
     (folder / "checkpoint-9").mkdir()  # older, complete or not: never chosen over 10
     assert _last_checkpoint(folder) == str(folder / "checkpoint-10")
     assert _last_checkpoint(tmp_path / "none") is None
+
+
+def test_every_fine_tuned_model_is_found_and_a_broken_entry_hides_no_other(
+    tmp_path: Path,
+) -> None:
+    for name in ("good", "broken"):
+        finetuned.folder_of(tmp_path, name).mkdir(parents=True)
+    finetuned.register(tmp_path, "good", {"task": "text-classification", "source": "org/base"})
+    (finetuned.folder_of(tmp_path, "broken") / finetuned.ENTRY).write_text('{"task": "sing"}')
+    specs, broken = finetuned.every(tmp_path)
+    assert [spec.alias for spec in specs] == ["good"]
+    (problem,) = broken
+    assert str(problem).startswith("fine-tuned model 'broken': bad pipeq-model.json: ")
+    assert "\n" not in str(problem)

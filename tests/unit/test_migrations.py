@@ -46,7 +46,7 @@ def test_a_database_without_the_schema_or_behind_it_is_refused_naming_the_fix(
 
 def test_a_statement_on_a_missing_table_says_to_migrate(tmp_path: Path) -> None:
     engine = get_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
-    missing = "reading jobs: the database has no pipeq tables"
+    missing = "^reading jobs: the database has no table 'jobs' .*; run `pipeq db upgrade`"
     with (
         pytest.raises(SchemaMissing, match=missing),
         translating("reading jobs"),

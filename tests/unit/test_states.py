@@ -9,15 +9,17 @@ from sqlalchemy.orm import Session
 
 from shared import states
 from shared.db import repo
-from shared.db.tenancy import view_of
+from shared.db.tenancy import get_owned
 from shared.jobs import JobView, parse_job
 from shared.states import SOURCES, TERMINAL, Outcome, State
+
+TENANT = "acme"
 
 
 def _job(session: Session, **overrides: object) -> str:
     raw = {"task": "text-classification", "model": "m", "inputs": "hi", **overrides}
     request = parse_job(raw).with_id()
-    repo.insert_job(session, request, inline_limit=1024)
+    repo.insert_job(session, request, inline_limit=1024, tenant=TENANT)
     return request.id or ""
 
 
@@ -110,8 +112,7 @@ def _shown(session: Session, job_id: str) -> JobView:
     session.expire_all()
     view = repo.get_view(session, job_id)
     assert view is not None
-    row = repo.get_job(session, job_id)
-    assert view_of(row).cancel_requested == view.cancel_requested
+    assert get_owned(session, job_id, TENANT) == view
     return view
 
 
@@ -130,3 +131,17 @@ def test_transition_table_is_closed() -> None:
 def test_only_from_must_be_a_transition(session: Session) -> None:
     with pytest.raises(ValueError):
         states.machine._move(session, "x", State.SUCCEEDED, only_from=State.QUEUED)
+
+
+def test_not_queued_fails_only_a_queued_job_and_frees_its_key(session: Session) -> None:
+    queued = _job(session, idempotency_key="never-sent")
+    assert states.not_queued(session, queued, error_type="broker_refused", message="not queued")
+    view = _shown(session, queued)
+    assert view.state == "FAILED" and view.idempotency_key is None
+    assert repo.find_by_idempotency_key(session, "never-sent") is None  # free for a retry
+
+    running = _job(session, idempotency_key="sent-after-all")
+    states.start(session, running, worker="w")  # a copy of its message got through
+    assert not states.not_queued(session, running, error_type="x", message="not queued")
+    view = _shown(session, running)
+    assert view.state == "RUNNING" and view.idempotency_key == "sent-after-all"

@@ -97,9 +97,9 @@ def _check_language(loaded: Loaded, language: str) -> None:
     from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
 
     config = getattr(loaded.model, "generation_config", None)
-    known = sorted(token.strip("<|>") for token in getattr(config, "lang_to_id", None) or {})
     if config is None:  # served from its own process: the model there checks it
         return
+    known = sorted(token.strip("<|>") for token in getattr(config, "lang_to_id", None) or {})
     code = TO_LANGUAGE_CODE.get(language.lower(), language.lower()).strip("<|>")
     if code not in known:
         shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
