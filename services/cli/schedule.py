@@ -7,6 +7,7 @@ and ``pipeq schedule jobs NAME`` lists a schedule's jobs.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,16 @@ from shared.db.engine import session_scope
 from shared.db.models import utcnow
 from shared.errors import InvalidSchedule
 from shared.jobs import parse_job
-from shared.schedules import ScheduleView, add, find, list_all, pause, remove, resume
+from shared.schedules import (
+    ScheduleView,
+    add,
+    find,
+    list_all,
+    pause,
+    remove,
+    resume,
+    run_key,
+)
 from shared.settings import get_settings
 
 
@@ -74,7 +84,9 @@ def add_command(
     job = parse_job(
         {"task": task, "model": model, "inputs": inputs, "params": params, "priority": priority}
     )
-    message_within(job.with_id(), get_settings().max_message_bytes)  # as each run will be
+    # Checked as each run's message will be: with an id and the run's idempotency key.
+    run = job.model_copy(update={"idempotency_key": run_key(str(uuid.uuid4()), utcnow())})
+    message_within(run.with_id(), get_settings().max_message_bytes)
     with session_scope() as session:
         view = add(session, name=name, cadence=cadence, job=job, now=utcnow())
     _echo(view, as_json)

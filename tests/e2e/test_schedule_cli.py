@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+from shared.client import message_within
+from shared.jobs import parse_job
 from tests.helpers import REPO, pipeq
 
 MODEL = "tiny-text-classification"
@@ -61,6 +63,16 @@ def test_schedules_are_managed_from_the_cli(cli_env: dict[str, str]) -> None:
     )  # fmt: skip
     assert big.returncode == 2 and "the limit is 1000 (PIPEQ_MAX_MESSAGE_BYTES)" in big.stderr
     assert pipeq("schedule", "list", env=cli_env).stdout.count("big") == 0
+
+    # A job that fits without the run's idempotency key (some 70 bytes) but not with it.
+    job = parse_job({"task": "fill-mask", "model": MODEL, "inputs": "x" * 500}).with_id()
+    bare = len(json.dumps(message_within(job, 10**6)).encode())
+    tight = dict(cli_env, PIPEQ_MAX_MESSAGE_BYTES=str(bare + 10))
+    near = pipeq(
+        "schedule", "add", "near", "fill-mask", "--every", "1h", "-m", MODEL, "-t", "x" * 500,
+        env=tight, check=False,
+    )  # fmt: skip
+    assert near.returncode == 2 and "PIPEQ_MAX_MESSAGE_BYTES" in near.stderr
 
 
 BEAT_ONCE = """
