@@ -10,11 +10,15 @@ the message. Task events are on (``PIPEQ_TASK_EVENTS``) for Flower.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from celery import Celery
+from kombu import Connection
 
 from shared.embedded_broker import TRANSPORT as EMBEDDED_TRANSPORT
+from shared.errors import translating
 from shared.queues import WORK_QUEUES, kombu_queues
 from shared.settings import Settings, get_settings
 
@@ -73,3 +77,24 @@ def make_app(settings: Settings | None = None, *, prefetch_multiplier: int = 1) 
         task_send_sent_event=settings.task_events and not settings.embedded_broker,
     )
     return app
+
+
+@contextlib.contextmanager
+def reached(
+    app: Celery,
+    what: str,
+    *,
+    errback: Callable[[Exception, float], None] | None = None,
+    **options: Any,
+) -> Iterator[Connection]:
+    """A connection to ``app``'s broker that has answered: tried once, or with ``errback``
+    (called between tries) until it answers. Errors inside, the connect's included, leave as
+    :class:`~shared.errors.BrokerUnavailable` or :class:`~shared.errors.BrokerRefused`,
+    prefixed with ``what``."""
+    tries: dict[str, Any] = {"max_retries": 1}
+    if errback is not None:  # 0.5 s, 1 s, ... then every 5 s
+        tries = {"errback": errback, "max_retries": None, "interval_start": 0.5}
+        tries.update(interval_step=0.5, interval_max=5.0)
+    with translating(what), app.connection_for_write(**options) as connection:
+        connection.ensure_connection(**tries)
+        yield connection

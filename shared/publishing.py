@@ -23,7 +23,8 @@ from typing import Any
 from celery import Celery
 from kombu import Connection
 
-from shared.errors import BrokerUnavailable, translating
+from shared.celery_app import reached
+from shared.errors import BrokerUnavailable
 from shared.jobs import TASK_NAME, JobRequest
 
 
@@ -98,8 +99,7 @@ def publish_all(
 ) -> None:
     """Publish each job's message (``message``, its parsed ``request``); return once the
     broker has confirmed them all. Raises :class:`BrokerUnavailable`."""
-    with translating("publishing the jobs"), app.connection_for_write() as connection:
-        connection.ensure_connection(max_retries=1)
+    with reached(app, "publishing the jobs") as connection:
         channel = connection.channel()
         try:
             confirms = Confirms(channel) if hasattr(channel, "_basic_publish") else None

@@ -17,7 +17,7 @@ from types import FrameType
 
 from services.beat.lock import BeatLock, lock_for
 from services.beat.loop import Beat
-from shared.errors import BrokerUnavailable, TransientError, translating
+from shared.errors import BrokerUnavailable, TransientError
 from shared.logs import configure_logging
 from shared.settings import Settings, get_settings, redact_url
 
@@ -60,14 +60,11 @@ def _check_broker(settings: Settings) -> None:
     logged, since each run retries it."""
     if settings.embedded_broker:
         return
-    from shared.celery_app import make_app
+    from shared.celery_app import make_app, reached
 
     try:
-        with (
-            translating("connecting to the broker"),
-            make_app(settings).connection_for_write() as connection,
-        ):
-            connection.ensure_connection(max_retries=1)
+        with reached(make_app(settings), "connecting to the broker"):
+            pass
     except BrokerUnavailable as exc:
         log.warning("%s; each run will try again", exc)
 

@@ -16,8 +16,8 @@ from services.gateway import metrics
 from services.gateway.routes import gateway
 from services.gateway.schemas import Health
 from services.gateway.service import Gateway
+from shared.celery_app import reached
 from shared.db.engine import session_scope
-from shared.errors import translating
 from shared.settings import redact_url
 
 router = APIRouter(tags=["operations"])
@@ -39,11 +39,8 @@ def _check_database(url: str) -> str:
 
 def _check_broker(gw: Gateway) -> str:
     try:
-        with (
-            translating("broker"),
-            gw.client.app.connection_for_write(connect_timeout=3) as connection,
-        ):
-            connection.ensure_connection(max_retries=1)
+        with reached(gw.client.app, "broker", connect_timeout=3):
+            pass
     except Exception as exc:
         return f"unreachable ({redact_url(gw.settings.resolved_broker_url)}): {exc}"
     return "ok"

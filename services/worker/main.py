@@ -32,9 +32,9 @@ from services.worker.registry import Models
 from services.worker.runner import JobRunner
 from services.worker.supervisor import Supervisor
 from services.worker.tasks import only_pipeq, register
-from shared.celery_app import make_app
+from shared.celery_app import make_app, reached
 from shared.deadletter_consumer import DeadLetterConsumer
-from shared.errors import DatabaseUnavailable, translating
+from shared.errors import DatabaseUnavailable
 from shared.logs import configure_logging
 from shared.queues import TRAIN, dead_letter_queue
 from shared.registry import ModelSpec, configured_registry
@@ -88,11 +88,7 @@ def check_broker(app: Any, settings: Settings) -> None:
     def retrying(exc: Exception, interval: float) -> None:
         log.warning("broker unavailable (%s); trying again in %.1f s", exc, interval)
 
-    with translating("connecting to the broker"), app.connection_for_write() as connection:
-        connection.ensure_connection(
-            errback=retrying, max_retries=None, interval_start=0.5, interval_step=0.5,
-            interval_max=5.0,
-        )  # fmt: skip
+    with reached(app, "connecting to the broker", errback=retrying) as connection:
         dead_letter_queue().declare(channel=connection.default_channel)
 
 
