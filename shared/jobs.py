@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.errors import InvalidInput, InvalidJob
 from shared.params import validate_params
-from shared.queues import queue_for
+from shared.queues import NLP, queue_for
 
 #: The Celery task name every job message carries in its ``task`` header.
 TASK_NAME: Final = "pipeq.run_job"
@@ -34,7 +34,7 @@ MAX_ITEMS: Final = 256
 
 def max_items(task: str) -> int:
     """How many inputs a job of ``task`` may list (checked at submit and by the worker)."""
-    return MAX_TEXTS if queue_for(task) == "nlp" and task != "question-answering" else MAX_ITEMS
+    return MAX_TEXTS if queue_for(task) == NLP and task != "question-answering" else MAX_ITEMS
 
 
 class JobRequest(BaseModel):

@@ -223,7 +223,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _heartbeats_fit_the_timeout(self) -> Settings:
         timeout = self.heartbeat_timeout
-        if timeout is not None and timeout.total_seconds() <= 2 * self.heartbeat_seconds:
+        if timeout.total_seconds() <= 2 * self.heartbeat_seconds:
             raise ValueError(
                 f"PIPEQ_HEARTBEAT_TIMEOUT ({format_duration(timeout)}) must be longer than two "
                 f"heartbeats (PIPEQ_HEARTBEAT_SECONDS={self.heartbeat_seconds:g}): beat would "

@@ -174,7 +174,7 @@ def run(
         mib(max(rss_bytes() - before, 0)),
     )
 
-    concurrency = concurrency or default_concurrency(models.registry.for_queues(queues))
+    concurrency = concurrency or default_concurrency(served)
     app.conf.worker_consumer = "services.worker.consumer:JobConsumer"
     supervisor = Supervisor(
         db_url=settings.resolved_database_url, heartbeat_seconds=settings.heartbeat_seconds

@@ -207,11 +207,21 @@ def list_jobs(
     return session.scalars(statement).all()
 
 
-def to_view(job: Job | Row[Any]) -> JobView:
-    """A job row (ORM object or Core row, the same names) as users see it."""
+def derived_view_fields(job: Any) -> dict[str, Any]:
+    """What a view shows that is not a column as it stands: the error (type and message
+    together), and ``cancel_requested`` only while the job still runs. ``job`` is a row with
+    the jobs table's names: an ORM object, a Core row, or the gateway's narrower select."""
     error = None
     if job.error_type or (job.state == State.FAILED and job.error_message):
         error = ErrorView(type=job.error_type or "error", message=job.error_message or "")
+    return {
+        "error": error,
+        "cancel_requested": bool(job.cancel_requested) and job.state == State.RUNNING,
+    }
+
+
+def to_view(job: Job | Row[Any]) -> JobView:
+    """A job row (ORM object or Core row, the same names) as users see it."""
     return JobView(
         id=job.id,
         state=job.state,
@@ -220,15 +230,14 @@ def to_view(job: Job | Row[Any]) -> JobView:
         queue=job.queue,
         priority=job.priority,
         result=job.result,
-        error=error,
         progress=job.progress,
         attempts=job.attempts,
         worker=job.worker,
-        cancel_requested=bool(job.cancel_requested) and job.state == State.RUNNING,
         idempotency_key=job.idempotency_key,
         schedule_id=job.schedule_id,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
         updated_at=job.updated_at,
+        **derived_view_fields(job),
     )

@@ -23,7 +23,8 @@ from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import Job
-from shared.jobs import ErrorView, JobView
+from shared.db.repo import derived_view_fields
+from shared.jobs import JobView
 from shared.states import State
 
 _TABLE = Job.__table__
@@ -42,12 +43,8 @@ _OWNED = _VIEW.where(_TABLE.c.id == bindparam("job_id"), _TABLE.c.tenant == bind
 
 def view_of(row: Any) -> JobView:
     """The :class:`JobView` of a row of ``_VIEW`` (or of a :class:`Job`)."""
-    error = None
-    if row.error_type or (row.state == State.FAILED and row.error_message):
-        error = ErrorView(type=row.error_type or "error", message=row.error_message or "")
-    requested = bool(row.cancel_requested) and row.state == State.RUNNING
     shown = {name: getattr(row, name) for name in _SHOWN}
-    return JobView(error=error, cancel_requested=requested, **shown)
+    return JobView(**shown, **derived_view_fields(row))
 
 
 def get_owned(session: Session, job_id: str, tenant: str) -> JobView | None:
