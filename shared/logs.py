@@ -53,6 +53,10 @@ class JobContext(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, process: str | None = None) -> None:
+        super().__init__()
+        self.process = process
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
@@ -60,6 +64,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.process is not None:
+            entry["process"] = self.process
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
@@ -68,14 +74,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "INFO", *, as_json: bool = False) -> None:
+def configure_logging(
+    level: str = "INFO", *, as_json: bool = False, process: str | None = None
+) -> None:
+    """Lines to stderr; ``process`` names one of several processes writing to the same place
+    (``pipeq worker --processes N``: ``[2]`` after the time, or a ``process`` field)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(JobContext())
     if as_json:
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(process))
     else:
+        tag = f"[{process}] " if process is not None else ""
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+            logging.Formatter(f"%(asctime)s {tag}%(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -48,6 +48,23 @@ from shared.queues import WORK_QUEUES
     help="Serve Prometheus metrics on this port (0: any free one; default: PIPEQ_METRICS_PORT, "
     "else none). Each worker on a host needs its own.",
 )
+@click.option(
+    "--processes",
+    "-p",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes on this device, each loading its own models, under this one "
+    "command (on a CPU host: one per core or two, each with cores / N torch threads).",
+)
+@click.option(
+    "--torch-threads",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Torch's threads for one operation in each process (default: a thread per core "
+    "for one process; cores / N for N processes).",
+)
+@click.option("--process-number", type=int, default=None, hidden=True)
 def worker(
     queues: tuple[str, ...],
     device: str,
@@ -56,17 +73,23 @@ def worker(
     name: str | None,
     memory_budget: str | None,
     metrics_port: int | None,
+    processes: int,
+    torch_threads: int | None,
+    process_number: int | None,
 ) -> None:
     """Load the models of QUEUES once, then serve their jobs until SIGTERM."""
-    from services.worker.device import pin_device
+    from services.worker.device import pin_device, pin_threads
     from shared.settings import parse_bytes
 
     budget = parse_bytes(memory_budget, what="--memory-budget") if memory_budget else None
+    queues = tuple(dict.fromkeys(queues))
+    if processes > 1:
+        sys.exit(_several(processes, queues, device, torch_threads, name, metrics_port))
 
     placement = pin_device(device)  # before anything imports torch
+    pin_threads(torch_threads)
     from services.worker.main import run
 
-    queues = tuple(dict.fromkeys(queues))
     sys.exit(
         run(
             queues=queues,
@@ -76,8 +99,59 @@ def worker(
             name=name,
             memory_budget=budget,
             metrics_port=metrics_port,
+            torch_threads=torch_threads,
+            process=None if process_number is None else str(process_number),
         )
     )
+
+
+def _several(
+    processes: int,
+    queues: tuple[str, ...],
+    device: str,
+    torch_threads: int | None,
+    name: str | None,
+    metrics_port: int | None,
+) -> int:
+    """Start ``processes`` children (``services/worker/processes.py``): this command's own
+    arguments, each with its number, name, torch threads and metrics port."""
+    from services.worker.device import numbered, parse_device, worker_name
+    from services.worker.processes import Processes, threads_each
+    from shared.logs import configure_logging
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, as_json=settings.log_json)
+    placement = parse_device(device)
+    base = name or worker_name(queues, placement)
+    threads = torch_threads or threads_each(processes)
+    port = settings.metrics_port if metrics_port is None else metrics_port
+    shared = _passed_on(("--processes", "--torch-threads", "--name", "--metrics-port"))
+    commands = []
+    for number in range(1, processes + 1):
+        own = ["--processes", "1", "--torch-threads", str(threads)]
+        own += ["--name", numbered(base, number), "--process-number", str(number)]
+        if port is not None:
+            own += ["--metrics-port", str(port + number - 1 if port else 0)]
+        commands.append([sys.executable, "-m", "services.cli", "worker", *shared, *own])
+    return Processes(commands).run()
+
+
+def _passed_on(own: tuple[str, ...]) -> list[str]:
+    """This command's arguments as given, less the options each child gets its own value of."""
+    context = click.get_current_context()
+    args: list[str] = []
+    for param in context.command.params:
+        if not isinstance(param, click.Option) or param.name is None:
+            continue
+        if any(flag in own for flag in param.opts) or param.hidden:
+            continue
+        value = context.params[param.name]
+        if value is None:
+            continue
+        for item in value if param.multiple else (value,):
+            args += [param.opts[0], str(item)]
+    return args
 
 
 def register(cli: click.Group) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sys
 from dataclasses import dataclass
 
@@ -47,6 +48,28 @@ def pin_device(device: str) -> Placement:
         raise ConfigError("pin_device() must run before torch is imported")
     os.environ["CUDA_VISIBLE_DEVICES"] = placement.visible_devices
     return placement
+
+
+def pin_threads(threads: int | None) -> None:
+    """Torch's threads for one operation (OpenMP's and MKL's), before torch is imported;
+    ``None`` leaves torch's default (a thread per core)."""
+    if threads is None:
+        return
+    if "torch" in sys.modules:
+        raise ConfigError("pin_threads() must run before torch is imported")
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[key] = str(threads)
+
+
+def worker_name(queues: tuple[str, ...], placement: Placement) -> str:
+    device = placement.requested.replace(":", "").replace(",", "-")
+    return f"{'+'.join(queues)}-{device}@{socket.gethostname()}"
+
+
+def numbered(name: str, number: int) -> str:
+    """One of several processes of a worker: ``nlp-cpu@host`` -> ``nlp-cpu-2@host``."""
+    base, at, host = name.partition("@")
+    return f"{base}-{number}{at}{host}"
 
 
 def check_visible(placement: Placement) -> None:

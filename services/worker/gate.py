@@ -40,6 +40,11 @@ class Gate:
         self._alone = False
         self._queued_alone = 0
 
+    @property
+    def in_hand(self) -> int:
+        """Jobs holding a place now (read without the lock: a moment's count)."""
+        return self._shared + int(self._alone)
+
     def enter(self, *, alone: bool = False, job_id: str = "") -> bool:
         """Take a place: shared (waits while a suspect runs or waits to run alone), or alone.
 

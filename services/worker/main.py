@@ -17,21 +17,22 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 from services.worker import early_ack, metrics
-from services.worker.device import Placement, check_visible
+from services.worker.device import Placement, check_visible, worker_name
 from services.worker.handlers import Handler, handler_for
 from services.worker.inventory import serve_inventory
 from services.worker.memory import freeze_heap, mib, rss_bytes
+from services.worker.processes import cores
 from services.worker.registry import Models
 from services.worker.runner import JobRunner
 from services.worker.supervisor import Supervisor
 from services.worker.tasks import only_pipeq, register
+from services.worker.threads import PassThreads
 from shared.celery_app import make_app, reached
 from shared.deadletter_consumer import DeadLetterConsumer
 from shared.errors import DatabaseUnavailable
@@ -58,11 +59,6 @@ QUIET_ENVIRONMENT = {
 #: keeps them quick within a pass and idle after it: on a 2-core CPU a lone MiniLM job
 #: went from 28-29 to 22-26 ms, submit to result. Set it in the environment to override.
 OPENMP_ENVIRONMENT = {"GOMP_SPINCOUNT": "20000"}
-
-
-def worker_name(queues: tuple[str, ...], placement: Placement) -> str:
-    device = placement.requested.replace(":", "").replace(",", "-")
-    return f"{'+'.join(queues)}-{device}@{socket.gethostname()}"
 
 
 def check_database(settings: Settings) -> None:
@@ -108,18 +104,22 @@ def run(
     memory_budget: int | None = None,
     handlers: Callable[[str], Handler[Any]] = handler_for,
     metrics_port: int | None = None,
+    torch_threads: int | None = None,
+    process: str | None = None,
 ) -> int:
     """Serve ``queues`` until shut down; returns the process exit code.
 
-    ``handlers`` is the seam through which tests run the real worker with
-    fault-injecting handlers (``tests/faults.py``).
+    ``torch_threads`` (set in the environment by :func:`~services.worker.device.pin_threads`
+    before torch loads) is applied again once it has; ``process`` tags the log lines of one
+    of several processes (``pipeq worker --processes``). ``handlers`` is the seam through
+    which tests run the real worker with fault-injecting handlers (``tests/faults.py``).
     """
     for key, value in {**QUIET_ENVIRONMENT, **OPENMP_ENVIRONMENT}.items():
         os.environ.setdefault(key, value)
     # Containers often run as root; Celery's warning about it is noise there.
     warnings.filterwarnings("ignore", message=".*superuser privileges.*")
     settings = settings or get_settings()
-    configure_logging(settings.log_level, as_json=settings.log_json)
+    configure_logging(settings.log_level, as_json=settings.log_json, process=process)
     quiet_celery_task_lines()
     hostname = name or worker_name(queues, placement)
     log.info(
@@ -157,12 +157,15 @@ def run(
     import torch
     import transformers
 
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
     log.info(
-        "torch %s and transformers %s imported in %.1f s (RSS %s)",
+        "torch %s and transformers %s imported in %.1f s (RSS %s); %d torch threads",
         torch.__version__,
         transformers.__version__,
         time.perf_counter() - started,
         mib(rss_bytes()),
+        torch.get_num_threads(),
     )
     before = rss_bytes()
     loaded = models.load_all()
@@ -186,6 +189,7 @@ def run(
         handlers=handlers,
         supervisor=supervisor,
         ack_claimed=early_ack.acknowledge,
+        threads=PassThreads(busy=torch_threads, lone=max(torch_threads or 1, cores())),
     )
     app.pipeq_runner = runner
     serve_inventory(models)

@@ -43,6 +43,7 @@ from services.worker.model_process import ModelProcess
 from services.worker.oom import predict_splitting, release_cuda_cache
 from services.worker.rows import Rows, job_id_of
 from services.worker.supervisor import Supervisor
+from services.worker.threads import PassThreads
 from services.worker.training import TRAINING_TASKS
 from shared import states
 from shared.attempts import Ending
@@ -101,6 +102,7 @@ class JobRunner:
         gate: Gate | None = None,
         ack_claimed: Callable[[str], object] | None = None,
         batcher: Batcher | None = None,
+        threads: PassThreads | None = None,
     ) -> None:
         self.models = models
         self.worker = worker
@@ -118,6 +120,8 @@ class JobRunner:
         #: Acks a message now (``early_ack.acknowledge``): training jobs, once claimed.
         self.ack_claimed = ack_claimed or (lambda _task_id: None)
         self.batcher = batcher or Batcher()
+        #: Torch's threads for each pass (``threads.py``); by default torch's own, untouched.
+        self.threads = threads or PassThreads(busy=None, lone=1)
 
     # -- the lifecycle ---------------------------------------------------------------
 
@@ -306,6 +310,7 @@ class JobRunner:
                 return loaded.model.predict(
                     self.handlers, batch, params, control=current(), job_id=control.job_id
                 )
+            self.threads.set_for(lone=self.gate.in_hand <= 1)
             return predict_splitting(
                 lambda part: handler.predict(loaded, part, params),
                 batch,

@@ -1,0 +1,188 @@
+"""``pipeq worker --processes``: the parent's bookkeeping, on small stand-in children (real
+processes, no torch), and the commands it gives real workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from services.cli import cli
+from services.worker import processes
+from services.worker.device import numbered
+from services.worker.processes import Processes, exit_code, threads_each
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+SLEEPER = _python("import time\nwhile True: time.sleep(0.05)")
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(processes, "POLL_SECONDS", 0.02)
+    monkeypatch.setattr(processes, "FIRST_PAUSE", 0.1)
+
+
+def _in_thread(group: Processes) -> tuple[threading.Thread, list[int]]:
+    """Run ``group`` beside the test (signal handlers are the main thread's: not installed)."""
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(group.supervise()), daemon=True)
+    thread.start()
+    return thread, codes
+
+
+def _wait(predicate: object, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_names_and_threads() -> None:
+    assert numbered("nlp-cpu@host", 2) == "nlp-cpu-2@host"
+    assert numbered("plain", 1) == "plain-1"
+    assert exit_code(-9) == 137 and exit_code(2) == 2
+    assert threads_each(1) == processes.cores()
+    assert threads_each(10_000) == 1
+
+
+def test_a_configuration_refused_stops_the_others_and_sets_the_code() -> None:
+    group = Processes([SLEEPER, _python("import sys; sys.exit(2)")])
+    thread, codes = _in_thread(group)
+    thread.join(timeout=20)
+    assert codes == [2]
+    assert all(child.process is None and child.restart_at is None for child in group.children)
+
+
+def test_a_crashed_child_is_started_again_and_the_others_go_on(tmp_path: Path) -> None:
+    marker = tmp_path / "crashed-once"
+    crash_once = _python(
+        f"import os, time\nif not os.path.exists({str(marker)!r}):\n"
+        f"    open({str(marker)!r}, 'w').close(); os._exit(1)\n"
+        "while True: time.sleep(0.05)"
+    )
+    group = Processes([SLEEPER, crash_once])
+    thread, codes = _in_thread(group)
+    try:
+        _wait(lambda: group.children[0].process is not None)
+        first = group.children[0].process
+        _wait(lambda: marker.exists() and group.children[1].running)
+        assert group.children[0].process is first, "the sibling was restarted too"
+        assert group.children[1].pause == 2 * processes.FIRST_PAUSE  # the next pause doubles
+    finally:
+        group._forward(signal.SIGTERM, None)
+        thread.join(timeout=20)
+    assert codes == [128 + signal.SIGTERM]  # the stand-ins die of the signal
+
+
+def test_a_child_that_exits_0_is_not_restarted() -> None:
+    group = Processes([_python("pass")])
+    thread, codes = _in_thread(group)
+    thread.join(timeout=20)
+    assert codes == [0]
+
+
+def test_the_command_runs_each_child_with_its_own_name_threads_and_port(
+    monkeypatch: pytest.MonkeyPatch, embedded_env: Path
+) -> None:
+    seen: list[list[list[str]]] = []
+    monkeypatch.setattr(
+        Processes, "run", lambda self: seen.append([child.args for child in self.children]) or 0
+    )
+    result = CliRunner().invoke(
+        cli,
+        [
+            "worker",
+            "-Q",
+            "nlp",
+            "-Q",
+            "audio",
+            "-p",
+            "2",
+            "--metrics-port",
+            "9100",
+            "--memory-budget",
+            "1GiB",
+            "-c",
+            "8",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    first, second = seen[0]
+    host = os.uname().nodename
+    for number, args in ((1, first), (2, second)):
+        assert args[:4] == [sys.executable, "-m", "services.cli", "worker"]
+        flags = dict(zip(args[4::2], args[5::2], strict=False))
+        assert args.count("--queue") == 2 and "nlp" in args and "audio" in args
+        assert flags["--processes"] == "1"
+        assert flags["--torch-threads"] == str(threads_each(2))
+        assert flags["--name"] == f"nlp+audio-cpu-{number}@{host}"
+        assert flags["--metrics-port"] == str(9100 + number - 1)
+        assert flags["--process-number"] == str(number)
+        assert flags["--memory-budget"] == "1GiB" and flags["--concurrency"] == "8"
+
+
+def test_sigterm_to_the_command_reaches_every_child(tmp_path: Path) -> None:
+    """The real signal path: a parent process running :class:`Processes` over two sleepers."""
+    script = (
+        "import sys\nfrom services.worker.processes import Processes\n"
+        f"sys.exit(Processes([{SLEEPER!r}, {SLEEPER!r}]).run())"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parents[2])
+    try:
+        time.sleep(1.5)
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        parent.kill()
+
+
+def test_a_lone_pass_takes_every_core_and_a_busy_one_its_share() -> None:
+    """In a fresh thread of a fresh process (torch's count is per thread, OpenMP's)."""
+    probe = (
+        "import threading, torch\n"
+        "from services.worker.threads import PassThreads\n"
+        "seen = []\n"
+        "def run():\n"
+        "    threads = PassThreads(busy=1, lone=3)\n"
+        "    for lone in (True, False, True):\n"
+        "        threads.set_for(lone=lone); seen.append(torch.get_num_threads())\n"
+        "    PassThreads(busy=None, lone=3).set_for(lone=False)\n"
+        "    seen.append(torch.get_num_threads())\n"
+        "t = threading.Thread(target=run); t.start(); t.join(); print(seen)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    ).stdout
+    assert out.strip() == "[3, 1, 3, 3]"
+
+
+def test_the_gate_counts_the_jobs_in_hand() -> None:
+    from services.worker.gate import Gate
+
+    gate = Gate(patience=1)
+    assert gate.in_hand == 0
+    gate.enter()
+    gate.enter()
+    assert gate.in_hand == 2
+    gate.leave()
+    assert gate.in_hand == 1
+    with gate.alone():  # the one left, now exclusive
+        assert gate.in_hand == 1
+    gate.leave()
+    assert gate.in_hand == 0
