@@ -112,7 +112,11 @@ class Processes:
 
     def run(self) -> int:
         """Pass this process's signals on to the children while they run (main thread only)."""
-        previous = {signum: signal.signal(signum, self._forward) for signum in FORWARDED}
+        previous = {
+            signum: signal.signal(signum, self._forward)
+            for signum in FORWARDED
+            if signal.getsignal(signum) is not signal.SIG_IGN  # a shell's `&` ignores SIGINT
+        }
         try:
             return self.supervise()
         finally:

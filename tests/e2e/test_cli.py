@@ -241,7 +241,14 @@ def test_ctrl_c_while_the_broker_is_away_leaves_no_job_queued(
     pipeq("db", "upgrade", env=env)
     args = ["submit", "fill-mask", "-m", "tiny-fill-mask", "-t", "[MASK]", "--idempotency-key", "k"]
     with subprocess.Popen(
-        [*PIPEQ, *args], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True
+        [*PIPEQ, *args],
+        env=env,
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A suite started in the background by a shell (``make test &``) runs with SIGINT
+        # ignored, and a child inherits that: the Ctrl-C below would never arrive.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as submit:
         listed = ""
         while not listed:  # the row is in, the publish is being retried

@@ -10,6 +10,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ from services.worker.processes import threads_each
 from shared.client import Client
 from shared.db.engine import session_scope
 from shared.settings import Settings
-from tests.helpers import WorkerProcess
+from tests.helpers import WorkerProcess, service_env
+from tests.infra import isolated_services
 
 #: Two processes, named apart from the module's pair (a name is one pidbox queue per vhost).
 TWO = ["--processes", "2", "--name", "other@test"]
@@ -47,21 +49,44 @@ def _gone(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
+@dataclass
+class Private:
+    """A database and vhost of this module's own: the session's shared worker serves nlp too,
+    and would take some of the jobs meant for the pair."""
+
+    env: dict[str, str]
+    client: Client
+    settings: Settings
+
+
 @pytest.fixture(scope="module")
-def pair(
-    pipeq_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WorkerProcess]:
+def private(tiny_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
+    folder = tmp_path_factory.mktemp("processes")
+    with isolated_services() as services:
+        env = service_env(
+            services.broker_url, services.database_url, models=tiny_registry, home=folder
+        )
+        settings = Settings(
+            broker_url=services.broker_url,
+            database_url=services.database_url,
+            models=tiny_registry,
+            home=folder,
+        )
+        yield Private(env, Client(settings), settings)
+
+
+@pytest.fixture(scope="module")
+def pair(private: Private, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     log = tmp_path_factory.mktemp("processes") / "worker.log"
-    worker = WorkerProcess(queues=["nlp"], env=pipeq_env, log=log, extra=["--processes", "2"])
+    worker = WorkerProcess(queues=["nlp"], env=private.env, log=log, extra=["--processes", "2"])
     worker.start(wait=False)
     _wait_until(lambda: worker.log().count(" ready.") == 2)
     yield worker
     worker.stop()
 
 
-def test_two_processes_share_the_queue(
-    pair: WorkerProcess, client: Client, settings: Settings
-) -> None:
+def test_two_processes_share_the_queue(pair: WorkerProcess, private: Private) -> None:
+    client = private.client
     jobs = client.submit_many(
         [
             {"task": "text-classification", "model": "tiny-text-classification", "inputs": f"t {i}"}
@@ -70,7 +95,7 @@ def test_two_processes_share_the_queue(
     )
     for job in jobs:
         assert client.wait(job.id, timeout=120).state == "SUCCEEDED"
-    with session_scope(settings.resolved_database_url) as session:
+    with session_scope(private.settings.resolved_database_url) as session:
         workers = set(
             session.execute(
                 text("SELECT DISTINCT worker FROM jobs WHERE id = ANY(:ids)"),
@@ -87,7 +112,8 @@ def test_two_processes_share_the_queue(
     assert log.count(f"; {threads} torch threads") == 2
 
 
-def test_a_process_that_dies_is_started_again(pair: WorkerProcess, client: Client) -> None:
+def test_a_process_that_dies_is_started_again(pair: WorkerProcess, private: Private) -> None:
+    client = private.client
     before = _pids(pair)
     ready = pair.log().count(" ready.")
     os.kill(before[1], signal.SIGKILL)
@@ -99,10 +125,8 @@ def test_a_process_that_dies_is_started_again(pair: WorkerProcess, client: Clien
     assert client.wait(job.id, timeout=60).state == "SUCCEEDED"
 
 
-def test_sigterm_stops_every_process_and_the_command(
-    pipeq_env: dict[str, str], tmp_path: Path
-) -> None:
-    worker = WorkerProcess(queues=["nlp"], env=pipeq_env, log=tmp_path / "w.log", extra=TWO)
+def test_sigterm_stops_every_process_and_the_command(private: Private, tmp_path: Path) -> None:
+    worker = WorkerProcess(queues=["nlp"], env=private.env, log=tmp_path / "w.log", extra=TWO)
     worker.start(wait=False)
     _wait_until(lambda: worker.log().count(" ready.") == 2)
     children = list(_pids(worker).values())
@@ -111,10 +135,8 @@ def test_sigterm_stops_every_process_and_the_command(
     assert worker.log().count("exited with code 0") == 2
 
 
-def test_a_killed_command_takes_its_processes_with_it(
-    pipeq_env: dict[str, str], tmp_path: Path
-) -> None:
-    worker = WorkerProcess(queues=["nlp"], env=pipeq_env, log=tmp_path / "w.log", extra=TWO)
+def test_a_killed_command_takes_its_processes_with_it(private: Private, tmp_path: Path) -> None:
+    worker = WorkerProcess(queues=["nlp"], env=private.env, log=tmp_path / "w.log", extra=TWO)
     worker.start(wait=False)
     _wait_until(lambda: len(_pids(worker)) == 2)
     children = list(_pids(worker).values())
@@ -122,8 +144,8 @@ def test_a_killed_command_takes_its_processes_with_it(
     _wait_until(lambda: all(_gone(pid) for pid in children), timeout=60)
 
 
-def test_a_configuration_refused_stops_them_all(pipeq_env: dict[str, str], tmp_path: Path) -> None:
-    env = {**pipeq_env, "PIPEQ_MODELS": str(tmp_path / "no-such-registry.toml")}
+def test_a_configuration_refused_stops_them_all(private: Private, tmp_path: Path) -> None:
+    env = {**private.env, "PIPEQ_MODELS": str(tmp_path / "no-such-registry.toml")}
     worker = WorkerProcess(
         queues=["nlp"], env=env, log=tmp_path / "w.log", extra=["-p", "2", "--name", "refused@test"]
     )
