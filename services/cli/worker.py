@@ -54,8 +54,8 @@ from shared.queues import WORK_QUEUES
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Worker processes on this device, each loading its own models, under this one "
-    "command (on a CPU host: one per core or two, each with cores / N torch threads).",
+    help="Worker processes on this device under this one command, each loading its own "
+    "models (on a CPU host, one per core: README, 'Several processes on one device').",
 )
 @click.option(
     "--torch-threads",
