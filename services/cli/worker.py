@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 
@@ -65,6 +68,8 @@ from shared.queues import WORK_QUEUES
     "for one process; cores / N for N processes).",
 )
 @click.option("--process-number", type=int, default=None, hidden=True)
+@click.option("--lone-threads", type=int, default=None, hidden=True)
+@click.option("--group-file", type=click.Path(path_type=Path), default=None, hidden=True)
 def worker(
     queues: tuple[str, ...],
     device: str,
@@ -76,6 +81,8 @@ def worker(
     processes: int,
     torch_threads: int | None,
     process_number: int | None,
+    lone_threads: int | None,
+    group_file: Path | None,
 ) -> None:
     """Load the models of QUEUES once, then serve their jobs until SIGTERM."""
     from services.worker.device import pin_device, pin_threads
@@ -100,6 +107,8 @@ def worker(
             memory_budget=budget,
             metrics_port=metrics_port,
             torch_threads=torch_threads,
+            lone_threads=lone_threads,
+            group_file=group_file,
             process=None if process_number is None else str(process_number),
         )
     )
@@ -116,7 +125,8 @@ def _several(
     """Start ``processes`` children (``services/worker/processes.py``): this command's own
     arguments, each with its number, name, torch threads and metrics port."""
     from services.worker.device import numbered, parse_device, worker_name
-    from services.worker.processes import Processes, threads_each
+    from services.worker.processes import Processes, cores, threads_each
+    from services.worker.threads import Peers
     from shared.logs import configure_logging
     from shared.settings import get_settings
 
@@ -126,15 +136,31 @@ def _several(
     base = name or worker_name(queues, placement)
     threads = torch_threads or threads_each(processes)
     port = settings.metrics_port if metrics_port is None else metrics_port
+    if port and port + processes - 1 > 65535:
+        raise click.BadParameter(
+            f"{port} + {processes - 1} is past the last port, 65535", param_hint="--metrics-port"
+        )
     shared = _passed_on(("--processes", "--torch-threads", "--name", "--metrics-port"))
+    # The children's jobs in hand (threads.py), in memory where the host has a tmpfs for it.
+    handle, name = tempfile.mkstemp(
+        prefix="pipeq-worker-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
+    )
+    os.close(handle)
+    group = Path(name)
+    Peers.create(group, processes)
     commands = []
     for number in range(1, processes + 1):
         own = ["--processes", "1", "--torch-threads", str(threads)]
         own += ["--name", numbered(base, number), "--process-number", str(number)]
+        if torch_threads is None:  # a share this command chose: a lone pass may take all
+            own += ["--lone-threads", str(cores()), "--group-file", str(group)]
         if port is not None:
             own += ["--metrics-port", str(port + number - 1 if port else 0)]
         commands.append([sys.executable, "-m", "services.cli", "worker", *shared, *own])
-    return Processes(commands).run()
+    try:
+        return Processes(commands).run()
+    finally:
+        group.unlink(missing_ok=True)
 
 
 def _passed_on(own: tuple[str, ...]) -> list[str]:

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +33,19 @@ log = logging.getLogger(__name__)
 class Gate:
     """A shared/exclusive gate over the jobs of one worker; exclusive requests come first."""
 
-    def __init__(self, *, patience: float = 60.0) -> None:
+    def __init__(
+        self, *, patience: float = 60.0, on_change: Callable[[int], None] | None = None
+    ) -> None:
         self.patience = patience
         self._cond = threading.Condition()
         self._shared = 0
         self._alone = False
         self._queued_alone = 0
+        #: Told the number of jobs in hand whenever it may have changed (under the lock).
+        self._on_change = on_change or (lambda _count: None)
 
-    @property
-    def in_hand(self) -> int:
-        """Jobs holding a place now (read without the lock: a moment's count)."""
-        return self._shared + int(self._alone)
+    def _changed(self) -> None:
+        self._on_change(self._shared + int(self._alone))
 
     def enter(self, *, alone: bool = False, job_id: str = "") -> bool:
         """Take a place: shared (waits while a suspect runs or waits to run alone), or alone.
@@ -55,8 +57,10 @@ class Gate:
                 while self._alone or self._queued_alone:
                     self._cond.wait()
                 self._shared += 1
+                self._changed()
                 return False
             isolated = self._wait_alone()
+            self._changed()
         if not isolated:
             log.warning("job %s: could not run alone within %.0f s", job_id, self.patience)
         return isolated
@@ -67,6 +71,7 @@ class Gate:
                 self._alone = False
             else:
                 self._shared -= 1
+            self._changed()
             self._cond.notify_all()
 
     @contextlib.contextmanager
@@ -75,6 +80,7 @@ class Gate:
         with self._cond:
             self._shared -= 1
             isolated = self._wait_alone()
+            self._changed()
         if not isolated:
             log.warning("job %s: could not run alone within %.0f s", job_id, self.patience)
         try:
@@ -84,6 +90,7 @@ class Gate:
                 if isolated:
                     self._alone = False
                     self._shared += 1
+                self._changed()
                 self._cond.notify_all()
 
     def _wait_alone(self) -> bool:

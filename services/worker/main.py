@@ -20,19 +20,20 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from services.worker import early_ack, metrics
 from services.worker.device import Placement, check_visible, worker_name
+from services.worker.gate import Gate
 from services.worker.handlers import Handler, handler_for
 from services.worker.inventory import serve_inventory
 from services.worker.memory import freeze_heap, mib, rss_bytes
-from services.worker.processes import cores
 from services.worker.registry import Models
 from services.worker.runner import JobRunner
 from services.worker.supervisor import Supervisor
 from services.worker.tasks import only_pipeq, register
-from services.worker.threads import PassThreads
+from services.worker.threads import PassThreads, Peers
 from shared.celery_app import make_app, reached
 from shared.deadletter_consumer import DeadLetterConsumer
 from shared.errors import DatabaseUnavailable
@@ -105,14 +106,19 @@ def run(
     handlers: Callable[[str], Handler[Any]] = handler_for,
     metrics_port: int | None = None,
     torch_threads: int | None = None,
+    lone_threads: int | None = None,
+    group_file: Path | None = None,
     process: str | None = None,
 ) -> int:
     """Serve ``queues`` until shut down; returns the process exit code.
 
     ``torch_threads`` (set in the environment by :func:`~services.worker.device.pin_threads`
-    before torch loads) is applied again once it has; ``process`` tags the log lines of one
-    of several processes (``pipeq worker --processes``). ``handlers`` is the seam through
-    which tests run the real worker with fault-injecting handlers (``tests/faults.py``).
+    before torch loads) is applied again once it has; ``lone_threads``, where given, is what
+    a pass whose job is the only one in hand runs on, and ``group_file`` where the processes of
+    one command share their jobs in hand (``threads.py``); ``process`` tags the
+    log lines of one of several processes (``pipeq worker --processes``). ``handlers`` is the
+    seam through which tests run the real worker with fault-injecting handlers
+    (``tests/faults.py``).
     """
     for key, value in {**QUIET_ENVIRONMENT, **OPENMP_ENVIRONMENT}.items():
         os.environ.setdefault(key, value)
@@ -182,6 +188,8 @@ def run(
     supervisor = Supervisor(
         db_url=settings.resolved_database_url, heartbeat_seconds=settings.heartbeat_seconds
     ).start()
+    peers = Peers(group_file, int(process or 1)) if group_file else None
+    threads = PassThreads(busy=torch_threads, lone=lone_threads, peers=peers)
     runner = JobRunner(
         models,
         worker=hostname,
@@ -189,7 +197,8 @@ def run(
         handlers=handlers,
         supervisor=supervisor,
         ack_claimed=early_ack.acknowledge,
-        threads=PassThreads(busy=torch_threads, lone=max(torch_threads or 1, cores())),
+        threads=threads,
+        gate=Gate(on_change=peers.publish if peers else None),
     )
     app.pipeq_runner = runner
     serve_inventory(models)

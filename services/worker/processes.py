@@ -17,8 +17,10 @@ the same options, each with ``--processes 1`` and:
 
 The parent passes SIGTERM, SIGINT and SIGQUIT on to the children and waits for them. Each
 child runs in a process group of its own, so a terminal's Ctrl-C reaches the parent alone
-and each child sees one signal, not two (a second SIGINT is Celery's cold shutdown). The
-parent exits with the first non-zero code among them.
+and each child sees one signal, not two (a second SIGINT is Celery's cold shutdown). A child
+started while a signal arrives gets SIGTERM; one whose parent dies, even by SIGKILL, gets
+SIGTERM too (Linux's parent-death signal). The parent exits with the first non-zero code
+among them.
 
 A child that exits by itself is started again after a pause: 1 s, doubling to 60 s, and back
 to 1 s once a child has lived a minute. That covers a crash in native code and the kernel's
@@ -33,12 +35,15 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -53,12 +58,24 @@ POLL_SECONDS = 0.2
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
-def cores() -> int:
-    """The cores this process may run on."""
+#: A container's CPU quota (cgroup v2): "max 100000", or "200000 100000" for two CPUs.
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def cores(cpu_max: Path = CPU_MAX) -> int:
+    """The cores this process may run on: its CPU affinity, less a container's CPU quota
+    (cgroup v2 ``cpu.max``: ``docker run --cpus 2`` on a 64-core host means 2)."""
     try:
-        return len(os.sched_getaffinity(0))
+        count = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        count = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()
+    except (OSError, ValueError):
+        return count
+    if quota == "max":
+        return count
+    return max(1, min(count, math.ceil(int(quota) / int(period))))
 
 
 def threads_each(processes: int) -> int:
@@ -75,11 +92,18 @@ def exit_code(returncode: int) -> int:
 PR_SET_PDEATHSIG = 1
 
 
-def _end_with_parent() -> None:
-    """In a child before it runs (the parent has no threads): a warm shutdown if the parent
-    dies, even by SIGKILL, so that no worker outlives the command that started it."""
-    if sys.platform == "linux":
+def _ended_with(parent: int) -> Callable[[], None]:
+    """For a child before it runs (the parent has no threads): SIGTERM, a warm shutdown, when
+    the parent dies, even by SIGKILL; and if it died before this was set, exit at once."""
+
+    def arrange() -> None:
+        if sys.platform != "linux":
+            return
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arrange
 
 
 @dataclass
@@ -92,7 +116,9 @@ class Child:
     restart_at: float | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.args, process_group=0, preexec_fn=_end_with_parent)
+        self.process = subprocess.Popen(
+            self.args, process_group=0, preexec_fn=_ended_with(os.getpid())
+        )
         self.started = time.monotonic()
         self.restart_at = None
         log.info("process %d started (pid %d)", self.number, self.process.pid)
@@ -126,11 +152,18 @@ class Processes:
     def supervise(self) -> int:
         """Start every child, start again those that crash, return once all have ended."""
         for child in self.children:
-            child.start()
+            if not self.stopping:
+                self._start(child)
         while any(child.process or child.restart_at is not None for child in self.children):
             self._tend(time.monotonic())
             time.sleep(POLL_SECONDS)
         return self.code
+
+    def _start(self, child: Child) -> None:
+        child.start()
+        if self.stopping:  # a signal came while it started: it missed what the others got
+            assert child.process is not None
+            child.process.send_signal(signal.SIGTERM)
 
     def _forward(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
@@ -145,7 +178,7 @@ class Processes:
                 if self.stopping:
                     child.restart_at = None
                 elif now >= child.restart_at:
-                    child.start()
+                    self._start(child)
                 continue
             if child.process is None or (returned := child.process.poll()) is None:
                 continue

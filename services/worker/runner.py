@@ -121,7 +121,7 @@ class JobRunner:
         self.ack_claimed = ack_claimed or (lambda _task_id: None)
         self.batcher = batcher or Batcher()
         #: Torch's threads for each pass (``threads.py``); by default torch's own, untouched.
-        self.threads = threads or PassThreads(busy=None, lone=1)
+        self.threads = threads or PassThreads(busy=None)
 
     # -- the lifecycle ---------------------------------------------------------------
 
@@ -310,7 +310,7 @@ class JobRunner:
                 return loaded.model.predict(
                     self.handlers, batch, params, control=current(), job_id=control.job_id
                 )
-            self.threads.set_for(lone=self.gate.in_hand <= 1)
+            self.threads.set_for(lone=self.gate.running <= 1)
             return predict_splitting(
                 lambda part: handler.predict(loaded, part, params),
                 batch,

@@ -107,7 +107,7 @@ def _tiny_cases(data_dir: Path) -> dict[str, tuple[str, Any, dict[str, Any], str
         "qlora": (
             "quant-fp32",
             {"rows": rows},
-            {"strategy": "qlora", **CLASSIFY, "max_steps": 12, "learning_rate": 1e-2},
+            {"strategy": "qlora", **CLASSIFY, "max_steps": 24, "learning_rate": 5e-3},
             "text-classification",
         ),
         "prefix": (

@@ -4,6 +4,7 @@ configuration stopping them all, and no child left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -78,11 +79,9 @@ def private(tiny_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 @pytest.fixture(scope="module")
 def pair(private: Private, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     log = tmp_path_factory.mktemp("processes") / "worker.log"
-    worker = WorkerProcess(queues=["nlp"], env=private.env, log=log, extra=["--processes", "2"])
-    worker.start(wait=False)
-    _wait_until(lambda: worker.log().count(" ready.") == 2)
-    yield worker
-    worker.stop()
+    with _started(private.env, log, ["--processes", "2"]) as worker:
+        _wait_until(lambda: worker.log().count(" ready.") == 2)
+        yield worker
 
 
 def test_two_processes_share_the_queue(pair: WorkerProcess, private: Private) -> None:
@@ -125,34 +124,47 @@ def test_a_process_that_dies_is_started_again(pair: WorkerProcess, private: Priv
     assert client.wait(job.id, timeout=60).state == "SUCCEEDED"
 
 
-def test_sigterm_stops_every_process_and_the_command(private: Private, tmp_path: Path) -> None:
-    worker = WorkerProcess(queues=["nlp"], env=private.env, log=tmp_path / "w.log", extra=TWO)
+@contextlib.contextmanager
+def _started(env: dict[str, str], log: Path, extra: list[str]) -> Iterator[WorkerProcess]:
+    """``pipeq worker`` with ``extra``, stopped at the end whatever the test did; any child a
+    failed test left running is killed, so that none serves a vhost about to be deleted."""
+    worker = WorkerProcess(queues=["nlp"], env=env, log=log, extra=extra)
     worker.start(wait=False)
-    _wait_until(lambda: worker.log().count(" ready.") == 2)
-    children = list(_pids(worker).values())
-    assert worker.stop(timeout=60) == 0
-    assert all(_gone(pid) for pid in children)
-    assert worker.log().count("exited with code 0") == 2
+    try:
+        yield worker
+    finally:
+        worker.stop(timeout=30)
+        for pid in _pids(worker).values():
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_stops_every_process_and_the_command(private: Private, tmp_path: Path) -> None:
+    with _started(private.env, tmp_path / "w.log", TWO) as worker:
+        _wait_until(lambda: worker.log().count(" ready.") == 2)
+        children = list(_pids(worker).values())
+        assert worker.stop(timeout=60) == 0
+        assert all(_gone(pid) for pid in children)
+        assert worker.log().count("exited with code 0") == 2
 
 
 def test_a_killed_command_takes_its_processes_with_it(private: Private, tmp_path: Path) -> None:
-    worker = WorkerProcess(queues=["nlp"], env=private.env, log=tmp_path / "w.log", extra=TWO)
-    worker.start(wait=False)
-    _wait_until(lambda: len(_pids(worker)) == 2)
-    children = list(_pids(worker).values())
-    worker.kill()  # SIGKILL: the parent cannot pass anything on
-    _wait_until(lambda: all(_gone(pid) for pid in children), timeout=60)
+    with _started(private.env, tmp_path / "w.log", TWO) as worker:
+        _wait_until(lambda: len(_pids(worker)) == 2)
+        children = list(_pids(worker).values())
+        args = Path(f"/proc/{children[0]}/cmdline").read_bytes().split(b"\0")
+        group = Path(args[args.index(b"--group-file") + 1].decode())
+        worker.kill()  # SIGKILL: the parent cannot pass anything on
+        _wait_until(lambda: all(_gone(pid) for pid in children), timeout=60)
+        group.unlink()  # the one thing a killed command leaves: its 16 bytes in /dev/shm
 
 
 def test_a_configuration_refused_stops_them_all(private: Private, tmp_path: Path) -> None:
     env = {**private.env, "PIPEQ_MODELS": str(tmp_path / "no-such-registry.toml")}
-    worker = WorkerProcess(
-        queues=["nlp"], env=env, log=tmp_path / "w.log", extra=["-p", "2", "--name", "refused@test"]
-    )
-    worker.start(wait=False)
-    assert worker.process is not None
-    assert worker.process.wait(timeout=120) == 2
-    log = worker.log()
-    assert "no-such-registry.toml" in log
-    assert "(a configuration it refuses: a restart would fail the same way)" in log
-    assert "starting it again" not in log
+    with _started(env, tmp_path / "w.log", ["-p", "2", "--name", "refused@test"]) as worker:
+        assert worker.process is not None
+        assert worker.process.wait(timeout=120) == 2
+        log = worker.log()
+        assert "no-such-registry.toml" in log
+        assert "(a configuration it refuses: a restart would fail the same way)" in log
+        assert "starting it again" not in log

@@ -56,6 +56,17 @@ def test_names_and_threads() -> None:
     assert threads_each(10_000) == 1
 
 
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("max 100000", None), ("200000 100000", 2), ("50000 100000", 1), ("150000 100000", 2)],
+)
+def test_cores_heed_a_containers_quota(tmp_path: Path, cpu_max: str, expected: int | None) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text(cpu_max + "\n")
+    assert processes.cores(tmp_path / "cpu.max") == min(affinity, expected or affinity)
+    assert processes.cores(tmp_path / "absent") == affinity
+
+
 def test_a_configuration_refused_stops_the_others_and_sets_the_code() -> None:
     group = Processes([SLEEPER, _python("import sys; sys.exit(2)")])
     thread, codes = _in_thread(group)
@@ -76,9 +87,10 @@ def test_a_crashed_child_is_started_again_and_the_others_go_on(tmp_path: Path) -
     try:
         _wait(lambda: group.children[0].process is not None)
         first = group.children[0].process
-        _wait(lambda: marker.exists() and group.children[1].running)
+        crashed = group.children[1]
+        # Started again: its next pause has doubled, and it runs (the sleeping second life).
+        _wait(lambda: crashed.pause == 2 * processes.FIRST_PAUSE and crashed.running)
         assert group.children[0].process is first, "the sibling was restarted too"
-        assert group.children[1].pause == 2 * processes.FIRST_PAUSE  # the next pause doubles
     finally:
         group._forward(signal.SIGTERM, None)
         thread.join(timeout=20)
@@ -130,36 +142,73 @@ def test_the_command_runs_each_child_with_its_own_name_threads_and_port(
         assert flags["--metrics-port"] == str(9100 + number - 1)
         assert flags["--process-number"] == str(number)
         assert flags["--memory-budget"] == "1GiB" and flags["--concurrency"] == "8"
+        assert flags["--lone-threads"] == str(processes.cores())  # a share it chose itself
+        assert flags["--group-file"] == first[first.index("--group-file") + 1]  # one for all
+    assert not Path(flags["--group-file"]).exists()  # removed once the children ended
+    # A count the user gave holds for every pass; a port range past 65535 is refused.
+    result = CliRunner().invoke(cli, ["worker", "-Q", "nlp", "-p", "2", "--torch-threads", "3"])
+    assert result.exit_code == 0, result.output
+    assert "--lone-threads" not in seen[1][0]
+    assert seen[1][0][seen[1][0].index("--torch-threads") + 1] == "3"
+    result = CliRunner().invoke(cli, ["worker", "-Q", "nlp", "-p", "3", "--metrics-port", "65534"])
+    assert result.exit_code == 2 and "past the last port, 65535" in result.output
 
 
 def test_sigterm_to_the_command_reaches_every_child(tmp_path: Path) -> None:
-    """The real signal path: a parent process running :class:`Processes` over two sleepers."""
+    """The real signal path: a parent process running :class:`Processes` over two children,
+    each writing a file once it runs and another when SIGTERM reaches it."""
+
+    def child(name: str) -> list[str]:
+        return _python(
+            "import signal, sys, time\n"
+            f"signal.signal(signal.SIGTERM, lambda *_: (open({str(tmp_path / name)!r} + "
+            "'.stopped', 'w').close(), sys.exit(0)))\n"
+            f"open({str(tmp_path / name)!r} + '.running', 'w').close()\n"
+            "while True: time.sleep(0.05)"
+        )
+
     script = (
         "import sys\nfrom services.worker.processes import Processes\n"
-        f"sys.exit(Processes([{SLEEPER!r}, {SLEEPER!r}]).run())"
+        f"sys.exit(Processes([{child('a')!r}, {child('b')!r}]).run())"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parents[2])
     try:
-        time.sleep(1.5)
+        # Both children run, so the parent's handlers were installed before it started them.
+        _wait(lambda: all((tmp_path / f"{n}.running").exists() for n in "ab"))
         parent.send_signal(signal.SIGTERM)
-        assert parent.wait(timeout=20) == 128 + signal.SIGTERM
+        assert parent.wait(timeout=20) == 0
+        assert all((tmp_path / f"{n}.stopped").exists() for n in "ab")
     finally:
         parent.kill()
 
 
+def test_a_stopping_group_starts_nothing() -> None:
+    group = Processes([SLEEPER])
+    group.stopping = True  # a signal before the first start
+    assert group.supervise() == 0
+    assert group.children[0].process is None
+
+
 def test_a_lone_pass_takes_every_core_and_a_busy_one_its_share() -> None:
-    """In a fresh thread of a fresh process (torch's count is per thread, OpenMP's)."""
+    """In fresh threads of a fresh process: OpenMP's count is per thread, but what torch also
+    sets process-wide (MKL's) follows the last pass of any thread, so a thread whose own count
+    already matches still sets it again after another thread changed it."""
     probe = (
         "import threading, torch\n"
         "from services.worker.threads import PassThreads\n"
-        "seen = []\n"
-        "def run():\n"
-        "    threads = PassThreads(busy=1, lone=3)\n"
-        "    for lone in (True, False, True):\n"
-        "        threads.set_for(lone=lone); seen.append(torch.get_num_threads())\n"
-        "    PassThreads(busy=None, lone=3).set_for(lone=False)\n"
-        "    seen.append(torch.get_num_threads())\n"
-        "t = threading.Thread(target=run); t.start(); t.join(); print(seen)\n"
+        "calls, seen = [], []\n"
+        "real = torch.set_num_threads\n"
+        "torch.set_num_threads = lambda n: (calls.append(n), real(n))\n"
+        "threads = PassThreads(busy=1, lone=3)\n"
+        "def lone():\n"
+        "    threads.set_for(lone=True); seen.append(torch.get_num_threads())\n"
+        "def busy():\n"
+        "    threads.set_for(lone=False); seen.append(torch.get_num_threads())\n"
+        "for step in (lone, busy, lone):\n"
+        "    t = threading.Thread(target=step); t.start(); t.join()\n"
+        "PassThreads(busy=None, lone=3).set_for(lone=True)\n"
+        "PassThreads(busy=2).set_for(lone=True)\n"
+        "print(seen, calls)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],
@@ -169,20 +218,49 @@ def test_a_lone_pass_takes_every_core_and_a_busy_one_its_share() -> None:
         cwd=Path(__file__).parents[2],
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     ).stdout
-    assert out.strip() == "[3, 1, 3, 3]"
+    assert out.strip() == "[3, 1, 3] [3, 1, 3]"
+
+
+def test_processes_of_a_group_see_each_others_jobs_in_hand(tmp_path: Path) -> None:
+    from services.worker.threads import PassThreads, Peers
+
+    Peers.create(tmp_path / "group", 3)
+    first, second = Peers(tmp_path / "group", 1), Peers(tmp_path / "group", 2)
+    assert not first.others_busy() and not second.others_busy()
+    second.publish(1)
+    assert first.others_busy() and not second.others_busy()
+    second.publish(0)
+    assert not first.others_busy()
+    # A lone job of the first stays on its share while the second holds one.
+    calls: list[int] = []
+    threads = PassThreads(busy=1, lone=2, peers=first)
+    second.publish(1)
+    import torch
+
+    real = torch.set_num_threads
+    try:
+        torch.set_num_threads = calls.append  # type: ignore[assignment]
+        threads.set_for(lone=True)
+        second.publish(0)
+        threads.set_for(lone=True)
+    finally:
+        torch.set_num_threads = real
+    assert calls == [1, 2]
 
 
 def test_the_gate_counts_the_jobs_in_hand() -> None:
     from services.worker.gate import Gate
 
-    gate = Gate(patience=1)
-    assert gate.in_hand == 0
+    told: list[int] = []
+    gate = Gate(patience=1, on_change=told.append)
+    assert gate.running == 0
     gate.enter()
     gate.enter()
-    assert gate.in_hand == 2
+    assert gate.running == 2
     gate.leave()
-    assert gate.in_hand == 1
+    assert gate.running == 1
     with gate.alone():  # the one left, now exclusive
-        assert gate.in_hand == 1
+        assert gate.running == 1
     gate.leave()
-    assert gate.in_hand == 0
+    assert gate.running == 0
+    assert told == [1, 2, 1, 1, 1, 0]  # enter, enter, leave, alone (in), alone (out), leave
