@@ -141,26 +141,29 @@ def _several(
             f"{port} + {processes - 1} is past the last port, 65535", param_hint="--metrics-port"
         )
     shared = _passed_on(("--processes", "--torch-threads", "--name", "--metrics-port"))
-    # The children's jobs in hand (threads.py), in memory where the host has a tmpfs for it.
-    handle, name = tempfile.mkstemp(
-        prefix="pipeq-worker-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
-    )
-    os.close(handle)
-    group = Path(name)
-    Peers.create(group, processes)
+    lone: list[str] = []
+    group = None
+    if torch_threads is None:  # a share this command chose: a lone pass may take all cores
+        # The children's jobs in hand (threads.py), in memory where the host has a tmpfs.
+        handle, path = tempfile.mkstemp(
+            prefix="pipeq-worker-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
+        )
+        os.close(handle)
+        group = Path(path)
+        Peers.create(group, processes)
+        lone = ["--lone-threads", str(cores()), "--group-file", str(group)]
     commands = []
     for number in range(1, processes + 1):
-        own = ["--processes", "1", "--torch-threads", str(threads)]
+        own = ["--processes", "1", "--torch-threads", str(threads), *lone]
         own += ["--name", numbered(base, number), "--process-number", str(number)]
-        if torch_threads is None:  # a share this command chose: a lone pass may take all
-            own += ["--lone-threads", str(cores()), "--group-file", str(group)]
         if port is not None:
             own += ["--metrics-port", str(port + number - 1 if port else 0)]
         commands.append([sys.executable, "-m", "services.cli", "worker", *shared, *own])
     try:
         return Processes(commands).run()
     finally:
-        group.unlink(missing_ok=True)
+        if group is not None:
+            group.unlink(missing_ok=True)
 
 
 def _passed_on(own: tuple[str, ...]) -> list[str]:
