@@ -495,17 +495,19 @@ def _burst(
 def _round(ctx: BenchContext, registries: dict[str, Path], texts: list[str]) -> dict[str, Any]:
     figures = _in_process(texts)
     figures.update(_burst(ctx, registries["minilm-off"], "minilm-off", texts, "service_unbatched"))
-    with Service(ctx, registries["minilm"], "on") as service:
-        service.lone_jobs("minilm", texts[:20])
-        figures.update(service.burst("minilm", texts, "service_batched"))
-        lone = service.lone_jobs("minilm", texts[:LONE_JOBS])
+
+    def batched(prefix: str, processes: int) -> list[float]:
+        """A batched burst into ``figures``; then the lone jobs' latencies, same worker."""
+        with Service(ctx, registries["minilm"], prefix, processes=processes) as service:
+            service.lone_jobs("minilm", texts[:20])
+            figures.update(service.burst("minilm", texts, prefix))
+            return service.lone_jobs("minilm", texts[:LONE_JOBS])
+
+    lone = batched("service_batched", PROCESSES)
     figures["lone_job_p50_ms"] = round(percentile(lone, 50), 1)
     figures["lone_job_p95_ms"] = round(percentile(lone, 95), 1)
     if PROCESSES > 1:  # the same with one process and torch's default threads
-        with Service(ctx, registries["minilm"], "on-1p", processes=1) as service:
-            service.lone_jobs("minilm", texts[:20])
-            figures.update(service.burst("minilm", texts, "service_batched_1p"))
-            lone = service.lone_jobs("minilm", texts[:LONE_JOBS])
+        lone = batched("service_batched_1p", 1)
         figures["lone_job_1p_p50_ms"] = round(percentile(lone, 50), 1)
         figures["ratio_batched_1p_vs_inprocess_batched"] = round(
             figures["service_batched_1p_tps"] / figures["inprocess_batched_tps"], 2
