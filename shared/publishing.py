@@ -99,7 +99,7 @@ def publish_all(
 ) -> None:
     """Publish each job's message (``message``, its parsed ``request``); return once the
     broker has confirmed them all. Raises :class:`BrokerUnavailable`."""
-    with reached(app, "publishing the jobs") as connection:
+    with reached(app, "publishing the jobs", pooled=True) as connection:
         channel = connection.channel()
         try:
             confirms = Confirms(channel) if hasattr(channel, "_basic_publish") else None

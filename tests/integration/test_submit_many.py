@@ -11,6 +11,7 @@ from shared.client import Client
 from shared.errors import BrokerUnavailable, InvalidJob, JobNotFound
 from shared.settings import Settings
 from tests.helpers import WorkerProcess
+from tests.proxy import Proxy
 
 TASK, MODEL = "text-classification", "tiny-text-classification"
 
@@ -71,3 +72,27 @@ def test_with_the_broker_away_every_job_of_the_call_fails_not_queued(
     rows = [client.get(str(job["id"])) for job in jobs]
     assert {row.state for row in rows} == {"FAILED"}
     assert all(row.error and "not queued" in row.error.message for row in rows)
+
+
+def test_calls_share_a_broker_connection_and_a_broken_one_is_replaced(
+    settings: Settings,
+) -> None:
+    proxy = Proxy.for_url(settings.broker_url).start()
+    try:
+        client = Client(
+            settings.model_copy(
+                update={"broker_url": proxy.url(settings.broker_url), "publish_retry_seconds": 1.0}
+            )
+        )
+        for round_ in range(3):
+            client.submit_many(_jobs(2, f"shared {round_}"))
+        assert proxy.connections == 1  # one connection for the three calls
+        proxy.cut()  # the pooled connection breaks under the client
+        with pytest.raises(BrokerUnavailable):
+            client.submit_many(_jobs(2, "cut"))
+        proxy.restore()
+        views = client.submit_many(_jobs(2, "restored"))
+        assert {client.get(view.id).state for view in views} <= {"QUEUED", "RUNNING", "SUCCEEDED"}
+        assert proxy.connections == 2  # the broken connection was replaced by a new one
+    finally:
+        proxy.close()
