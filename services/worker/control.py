@@ -54,6 +54,7 @@ class JobControl:
         self._stopped = threading.Event()
         self._reason: PipeqError | None = None
         self._lock = threading.Lock()
+        self._wakers: list[Callable[[], None]] = []
         self.progress: dict[str, Any] | None = None
         self.progress_changed = False
         self.finished = False
@@ -70,6 +71,12 @@ class JobControl:
     @property
     def stopping(self) -> bool:
         return self._stopped.is_set() or self.overdue()
+
+    def time_left(self) -> float | None:
+        """Seconds until the deadline (None: no time limit, or the work is done)."""
+        if self.finished or self.deadline is None:
+            return None
+        return max(0.0, self.deadline - self._clock())
 
     def overdue(self, now: float | None = None) -> bool:
         """Past the deadline with the job's work not yet done."""
@@ -93,8 +100,25 @@ class JobControl:
             if self._reason is not None:
                 return False
             self._reason = reason
+            wakers = list(self._wakers)
         self._stopped.set()
+        for wake in wakers:
+            wake()
         return True
+
+    @contextlib.contextmanager
+    def waking(self, wake: Callable[[], None]) -> Iterator[None]:
+        """Call ``wake`` when the job is asked to stop while the block runs, from the thread
+        that asks: a thread waiting on something else sleeps without polling the stop flag.
+        ``wake`` must not need a lock that the caller of :meth:`stop` (or :meth:`check`)
+        may hold."""
+        with self._lock:
+            self._wakers.append(wake)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._wakers.remove(wake)
 
     def check(self) -> None:
         """Raise the stop reason (cancelled, timed out, superseded) if there is one."""

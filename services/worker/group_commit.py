@@ -6,7 +6,12 @@ queued; the first thread to find no commit in progress takes every write queued
 so far and runs them, in order, in one transaction (each write is still its own
 conditional ``UPDATE ... WHERE lease = :mine``, so each job's guarantees hold);
 the threads that queued meanwhile form the next group. Nobody waits for a group
-to fill: a lone write commits at once.
+to fill, a lone write commits at once, unless its caller says it may linger: a job
+that will wait for its model's running forward pass anyway may give the writes of
+others a few milliseconds to join its group (``linger``). Claims need it: a busy
+worker's claims arrive one by one as the broker refills its prefetch, so each group
+held 2.5 of them on average, and a claim alone cost 0.9 ms of CPU (0.4 in the worker,
+0.5 in PostgreSQL) against 0.08 ms in a group of 32.
 
 A write may also come in bulk form (``run(write, bulk=(many, argument))``): the
 group then hands the arguments of all its writes with the same ``many`` to one
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -56,9 +62,15 @@ class _Write(Generic[T]):
 class GroupCommit:
     """Queue writes from many threads; commit whatever is queued together."""
 
+    #: A lingering group commits once it holds this many writes.
+    FULL = 32
+
     def __init__(self, persist: Persist) -> None:
         self._persist = persist
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        #: Wakes a lingering committer (not the writers waiting for theirs) at each arrival.
+        self._joined = threading.Condition(lock)
         self._queued: list[_Write[Any]] = []
         self._committing = False
         self.groups = 0
@@ -69,18 +81,24 @@ class GroupCommit:
         *,
         bulk: tuple[Many, Any] | None = None,
         alone: Callable[[], T] | None = None,
+        linger: float = 0.0,
     ) -> T:
         """``write`` in a transaction, maybe shared with other threads' writes; with
         ``bulk``, maybe as part of one call that does the group's writes of its kind; with
-        ``alone``, that instead of ``write`` in a transaction of its own when not grouped."""
+        ``alone``, that instead of ``write`` in a transaction of its own when not grouped;
+        with ``linger``, if this write would start a group, it waits up to that many
+        seconds (or until the group holds :attr:`FULL` writes) for others to join it."""
         mine: _Write[T] = _Write(write, bulk, alone)
         with self._cond:
             self._queued.append(mine)
+            self._joined.notify()
             while not mine.done and self._committing:
                 self._cond.wait()
             if not mine.done:
+                self._committing = True  # writes that come now queue behind this group
+                if linger > 0:
+                    self._linger(linger)
                 group, self._queued = self._queued, []
-                self._committing = True
         if not mine.done:
             try:
                 self._commit(group)
@@ -92,6 +110,12 @@ class GroupCommit:
             raise mine.error
         result: T = mine.result
         return result
+
+    def _linger(self, seconds: float) -> None:
+        """Wait (lock held) for writes to join the queued group, for up to ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while len(self._queued) < self.FULL and (left := deadline - time.monotonic()) > 0:
+            self._joined.wait(left)
 
     def _commit(self, group: list[_Write[Any]]) -> None:
         self.groups += 1

@@ -94,7 +94,8 @@ class Rows:
 
         return self.persist(read)
 
-    def claim(self, request: JobRequest, *, stale_after: timedelta) -> Started:
+    def claim(self, request: JobRequest, *, stale_after: timedelta, linger: float = 0.0) -> Started:
+        """Claim the job under a new lease; ``linger``: see ``GroupCommit.run``."""
         claim, job_id = _Claim(request, stale_after), request.id or ""
         started: Started = self.group.run(
             lambda session: self._claim_many(session, [claim])[0],
@@ -103,6 +104,7 @@ class Rows:
                 lambda session: self._claim_matching(session, [claim]).get(job_id),
                 lambda session: self._claim_generally(session, [claim])[job_id],
             ),
+            linger=linger,
         )
         if started.outcome is Outcome.CONFLICT:
             log.warning(

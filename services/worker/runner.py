@@ -267,7 +267,9 @@ class JobRunner:
             suspect = redelivered and self.rows.claimed_before(job_id, stale_after=stale_after)
             isolated = self.gate.enter(alone=suspect, job_id=job_id)
             try:
-                started = self.rows.claim(request, stale_after=stale_after)
+                started = self.rows.claim(
+                    request, stale_after=stale_after, linger=self.batcher.linger(request.model)
+                )
             except BaseException:
                 self.gate.leave(isolated)
                 raise

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from services.worker import batching
 from services.worker.batching import Batcher, BatchInfo, params_key
 from services.worker.control import JobControl, cancelled
-from shared.errors import JobCancelled
+from shared.errors import JobCancelled, JobTimeout
 from shared.registry import BatchLimits, ModelSpec
 
 WIDE = BatchLimits(max_size=32, max_wait_ms=10_000)
@@ -181,7 +182,13 @@ def test_a_bad_input_in_a_batch_fails_only_its_own_job() -> None:
     assert good1.info is not None and good1.info.jobs == 3  # they were in one batch
 
 
-def test_a_job_cancelled_while_in_line_leaves_it_and_the_rest_run() -> None:
+@pytest.fixture
+def no_looks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs in line never look on their own: whatever they do, something woke them."""
+    monkeypatch.setattr(batching, "LOOK_SECONDS", 3600.0)
+
+
+def test_a_job_cancelled_while_in_line_leaves_it_and_the_rest_run(no_looks: None) -> None:
     batcher, forward = Batcher(), Forward(block_first=True)
     first = _started(batcher, ["x"], forward)
     assert forward.entered.wait(10)
@@ -200,6 +207,70 @@ def test_a_job_cancelled_while_in_line_leaves_it_and_the_rest_run() -> None:
         job.join(10)
     assert jobs[0].outputs == ["out:a"] and jobs[2].outputs == ["out:b"]
     assert all("gone" not in batch for batch in forward.batches)
+
+
+class CountedControl(JobControl):
+    """A control that counts how often its job looked at its stop flag."""
+
+    looks = 0
+
+    @property
+    def stopping(self) -> bool:
+        self.looks += 1
+        return super().stopping
+
+
+def test_a_job_in_line_sleeps_until_something_concerns_it(no_looks: None) -> None:
+    batcher, forward = Batcher(), Forward(block_first=True)
+    first = _started(batcher, ["x"], forward)
+    assert forward.entered.wait(10)
+    control = CountedControl("waiting", "lease")
+    waiting = _started(batcher, ["w"], forward, control=control)
+    _until(lambda: _waiting(batcher) == 1)
+    looks = control.looks
+    time.sleep(0.3)  # a job that polled its flag (every 50 ms, before) would look 6 times
+    assert control.looks == looks
+    forward.release.set()
+    waiting.join(10)
+    assert waiting.outputs == ["out:w"]
+    first.join(10)
+
+
+def test_a_claim_may_linger_while_the_models_forward_pass_runs() -> None:
+    batcher, forward = Batcher(), Forward(block_first=True)
+    assert batcher.linger("m") == 0.0  # a model never seen
+    first = _started(batcher, ["x"], forward)
+    assert forward.entered.wait(10)
+    assert batcher.linger("m") == batching.LINGER_MOST  # a new job would wait anyway
+    forward.release.set()
+    first.join(10)
+    assert batcher.linger("m") == 0.0  # a lone job's claim commits at once
+
+
+def test_a_job_in_line_leaves_it_at_its_deadline(no_looks: None) -> None:
+    batcher, forward = Batcher(), Forward(block_first=True)
+    first = _started(batcher, ["x"], forward)
+    assert forward.entered.wait(10)
+    late = _started(batcher, ["late"], forward, control=JobControl("late", "l", time_limit=0.2))
+    late.join(10)
+    assert isinstance(late.error, JobTimeout)
+    forward.release.set()
+    first.join(10)
+    assert first.outputs == ["out:x"] and forward.batches == [["x"]]
+
+
+def test_a_job_waiting_behind_a_batch_whose_jobs_all_stopped_runs(no_looks: None) -> None:
+    batcher, forward = Batcher(), Forward(block_first=True)
+    stuck = JobControl("stuck", "lease")
+    first = _started(batcher, ["stuck"], forward, control=stuck)
+    assert forward.entered.wait(10)
+    after = _started(batcher, ["next"], forward)
+    _until(lambda: _waiting(batcher) == 1)
+    stuck.stop(cancelled())  # wakes the job waiting behind it: the model is free
+    after.join(10)
+    assert after.outputs == ["out:next"]
+    forward.release.set()
+    first.join(10)
 
 
 def test_a_batch_whose_jobs_all_stopped_no_longer_holds_the_model() -> None:

@@ -227,3 +227,30 @@ def test_many_threads_writing_at_once_each_get_their_own_result_once() -> None:
     assert answers == expected
     assert sorted(ran) == list(range(threads_count * writes_each))
     assert group.groups < threads_count * writes_each  # some writes did share a commit
+
+
+def test_a_lingering_write_holds_its_group_open_until_others_fill_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(GroupCommit, "FULL", 3)
+    transactions = Transactions()
+    group = GroupCommit(transactions)
+    answers: list[Any] = []
+    lingering = threading.Thread(
+        target=lambda: answers.append(group.run(lambda session: "first", linger=600))
+    )
+    lingering.start()
+    _queued(group, 1)  # it lingers: nothing is committed yet
+    assert transactions.runs == []
+    threads, results = _in_threads(group, [lambda s: "a", lambda s: "b"])
+    for thread in [lingering, *threads]:
+        thread.join(10)  # long before the 600 s linger: the group filled
+    assert answers == ["first"] and results == ["a", "b"]
+    assert transactions.runs == [3]
+
+
+def test_a_lingering_write_alone_commits_when_its_linger_ends() -> None:
+    transactions = Transactions()
+    group = GroupCommit(transactions)
+    assert group.run(lambda session: "done", linger=0.01) == "done"
+    assert transactions.runs == [1]
