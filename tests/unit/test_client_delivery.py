@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,15 @@ def test_a_publish_keeps_trying_for_about_the_configured_time() -> None:
             waited += interval
             interval = min(interval + policy["interval_step"], policy["interval_max"])
         assert seconds <= waited < seconds + policy["interval_max"] + 0.01
+
+
+def test_a_messages_headers_name_its_task_and_model_but_not_its_inputs(
+    embedded_env: Path,
+) -> None:
+    migrate.upgrade()
+    client = Client(get_settings())
+    client.submit_many([{"task": "text-classification", "model": "m", "inputs": "my secret"}])
+    (path,) = _messages(embedded_env)
+    message = json.loads(path.read_text())
+    assert message["headers"]["argsrepr"] == "[text-classification on m]"
+    assert "my secret" not in json.dumps(message["headers"])  # only in the body
