@@ -58,6 +58,8 @@ class JobControl:
         self.progress: dict[str, Any] | None = None
         self.progress_changed = False
         self.finished = False
+        #: Jobs in the batch whose forward pass gave this job its outputs (1: it ran alone).
+        self.batch_jobs = 1
 
     def begin(self) -> None:
         """Start the clock: the time limit counts from here (not from a wait to run alone)."""

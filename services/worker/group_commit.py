@@ -11,7 +11,9 @@ that will wait for its model's running forward pass anyway may give the writes o
 others a few milliseconds to join its group (``linger``). Claims need it: a busy
 worker's claims arrive one by one as the broker refills its prefetch, so each group
 held 2.5 of them on average, and a claim alone cost 0.9 ms of CPU (0.4 in the worker,
-0.5 in PostgreSQL) against 0.08 ms in a group of 32.
+0.5 in PostgreSQL) against 0.08 ms in a group of 32. The successes of a batch's jobs
+linger likewise for one another (``full``: the batch's jobs), since they end together
+but reach their writes one by one.
 
 A write may also come in bulk form (``run(write, bulk=(many, argument))``): the
 group then hands the arguments of all its writes with the same ``many`` to one
@@ -82,12 +84,14 @@ class GroupCommit:
         bulk: tuple[Many, Any] | None = None,
         alone: Callable[[], T] | None = None,
         linger: float = 0.0,
+        full: int | None = None,
     ) -> T:
         """``write`` in a transaction, maybe shared with other threads' writes; with
         ``bulk``, maybe as part of one call that does the group's writes of its kind; with
         ``alone``, that instead of ``write`` in a transaction of its own when not grouped;
         with ``linger``, if this write would start a group, it waits up to that many
-        seconds (or until the group holds :attr:`FULL` writes) for others to join it."""
+        seconds, or until the group holds ``full`` writes (:attr:`FULL` if not given), for
+        others to join it."""
         mine: _Write[T] = _Write(write, bulk, alone)
         with self._cond:
             self._queued.append(mine)
@@ -97,7 +101,7 @@ class GroupCommit:
             if not mine.done:
                 self._committing = True  # writes that come now queue behind this group
                 if linger > 0:
-                    self._linger(linger)
+                    self._linger(linger, min(full or self.FULL, self.FULL))
                 group, self._queued = self._queued, []
         if not mine.done:
             try:
@@ -111,10 +115,11 @@ class GroupCommit:
         result: T = mine.result
         return result
 
-    def _linger(self, seconds: float) -> None:
-        """Wait (lock held) for writes to join the queued group, for up to ``seconds``."""
+    def _linger(self, seconds: float, full: int) -> None:
+        """Wait (lock held) for writes to join the queued group, for up to ``seconds`` or
+        until it holds ``full``."""
         deadline = time.monotonic() + seconds
-        while len(self._queued) < self.FULL and (left := deadline - time.monotonic()) > 0:
+        while len(self._queued) < full and (left := deadline - time.monotonic()) > 0:
             self._joined.wait(left)
 
     def _commit(self, group: list[_Write[Any]]) -> None:

@@ -181,9 +181,12 @@ class Rows:
         code: str = "",
         message: str = "",
         progress: dict[str, Any] | None = None,
+        linger: float = 0.0,
+        full: int | None = None,
     ) -> str:
         """Write the attempt's outcome (and its last ``progress``, if given), if it still
-        holds the job; returns the job's state."""
+        holds the job; returns the job's state. ``linger`` and ``full``, for a success: see
+        ``GroupCommit.run``."""
         if ending is Ending.FAILED or ending is Ending.TIMEOUT:
             log.info("job %s failed: %s", job_id, message, extra={"job_id": job_id})
         end = _End(job_id, lease, ending, result, code, message, progress)
@@ -195,6 +198,8 @@ class Rows:
                     lambda session: _succeed_closing(session, end),
                     lambda session: self._finish(session, end),
                 ),
+                linger=linger,
+                full=full,
             )
             return state
         return self.persist(lambda session: self._finish(session, end))

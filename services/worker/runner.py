@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from services.worker import metrics
-from services.worker.batching import Batcher, params_key
+from services.worker.batching import LINGER_MOST, Batcher, params_key
 from services.worker.control import JobControl, Superseded, current, running
 from services.worker.gate import Gate
 from services.worker.handlers import Handler, Loaded, handler_for
@@ -235,7 +235,11 @@ class JobRunner:
             (time.perf_counter() - begun) * 1000,
             extra={"job_id": job_id},
         )
-        return finish(Ending.SUCCEEDED, result=result)
+        # The jobs of a batch end together: the first success waits for the others' (a
+        # few ms at most) so that they commit as one statement (group_commit.py).
+        together = control.batch_jobs
+        linger = LINGER_MOST if together > 1 else 0.0
+        return finish(Ending.SUCCEEDED, result=result, linger=linger, full=together)
 
     def parse(self, raw: Any, job_id: str) -> JobRequest:
         check_json(raw)
@@ -321,7 +325,7 @@ class JobRunner:
                 job_id=control.job_id,
             )
 
-        outputs, _batch = self.batcher.predict(
+        outputs, info = self.batcher.predict(
             request.model,
             items,
             forward,
@@ -329,6 +333,7 @@ class JobRunner:
             control=control,
             limits=spec.batching,
         )
+        control.batch_jobs = info.jobs
         control.check()
         return handler.encode(outputs, params, batched)
 

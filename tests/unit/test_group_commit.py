@@ -254,3 +254,19 @@ def test_a_lingering_write_alone_commits_when_its_linger_ends() -> None:
     group = GroupCommit(transactions)
     assert group.run(lambda session: "done", linger=0.01) == "done"
     assert transactions.runs == [1]
+
+
+def test_a_lingering_write_stops_waiting_once_its_group_holds_full() -> None:
+    transactions = Transactions()
+    group = GroupCommit(transactions)
+    answers: list[Any] = []
+    lingering = threading.Thread(
+        target=lambda: answers.append(group.run(lambda session: "first", linger=600, full=2))
+    )
+    lingering.start()
+    _queued(group, 1)
+    threads, results = _in_threads(group, [lambda s: "second"])
+    for thread in [lingering, *threads]:
+        thread.join(10)  # long before the 600 s linger: two of two came
+    assert answers == ["first"] and results == ["second"]
+    assert transactions.runs == [2]
