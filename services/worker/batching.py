@@ -104,6 +104,9 @@ class _Line:
     thread: ThreadPoolExecutor | None = None
     #: The model's batch limits, as its last job gave them.
     limits: BatchLimits | None = None
+    #: When the running pass began, and how long the last one took (clock seconds).
+    pass_began: float = 0.0
+    pass_seconds: float | None = None
 
     def __post_init__(self) -> None:
         self.cond = threading.Condition(self.lock)
@@ -154,13 +157,17 @@ class Batcher:
 
     def linger(self, model: str) -> float:
         """How long a job for ``model`` may let its claim wait for other jobs' claims to
-        commit with it (``GroupCommit.run``), in seconds: the model's ``max_wait`` (at most
-        :data:`LINGER_MOST`) while one of its forward passes runs, which the job will wait
-        for anyway; else 0."""
+        commit with it (``GroupCommit.run``), in seconds: while one of the model's forward
+        passes runs, which the job will wait for anyway, what that pass has left if it takes
+        as long as the last one did (the model's ``max_wait`` before any pass ended), at most
+        :data:`LINGER_MOST`; else 0."""
         line = self._lines.get(model)
         if line is None or not line.running or line.limits is None:
             return 0.0
-        return min(line.limits.max_wait_ms / 1000, LINGER_MOST)
+        if line.pass_seconds is None:
+            return min(line.limits.max_wait_ms / 1000, LINGER_MOST)
+        left = line.pass_began + line.pass_seconds - self._clock()
+        return max(0.0, min(left, LINGER_MOST))
 
     def predict(
         self,
@@ -259,15 +266,16 @@ class Batcher:
         try:
             # On the model's thread, with this job's context (its log lines, its control).
             context = contextvars.copy_context()
-            began = time.perf_counter()
+            began = line.pass_began = self._clock()
             thread.submit(context.run, self._forward, batch, items, run).result()
+            line.pass_seconds = self._clock() - began
             log.info(
                 "batch %d: %d jobs, %d items, waited %.1f ms, forward %.1f ms (jobs %s)",
                 info.number,
                 info.jobs,
                 info.items,
                 info.waited_ms,
-                (time.perf_counter() - began) * 1000,
+                line.pass_seconds * 1000,
                 ",".join(entry.control.job_id for entry in batch),
             )
         finally:

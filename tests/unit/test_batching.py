@@ -236,15 +236,29 @@ def test_a_job_in_line_sleeps_until_something_concerns_it(no_looks: None) -> Non
     first.join(10)
 
 
-def test_a_claim_may_linger_while_the_models_forward_pass_runs() -> None:
-    batcher, forward = Batcher(), Forward(block_first=True)
+def test_a_claim_lingers_while_the_running_pass_is_expected_to_go_on() -> None:
+    now = [100.0]
+    batcher = Batcher(clock=lambda: now[0])
     assert batcher.linger("m") == 0.0  # a model never seen
+    forward = Forward(block_first=True)
     first = _started(batcher, ["x"], forward)
     assert forward.entered.wait(10)
-    assert batcher.linger("m") == batching.LINGER_MOST  # a new job would wait anyway
+    assert batcher.linger("m") == batching.LINGER_MOST  # no pass ended yet: max_wait, capped
+    now[0] += 0.1  # the pass takes 100 ms
     forward.release.set()
     first.join(10)
-    assert batcher.linger("m") == 0.0  # a lone job's claim commits at once
+    assert batcher.linger("m") == 0.0  # nothing runs: a lone job's claim commits at once
+    forward = Forward(block_first=True)
+    second = _started(batcher, ["y"], forward)
+    assert forward.entered.wait(10)
+    assert batcher.linger("m") == batching.LINGER_MOST  # 100 ms left, if it takes as long
+    now[0] += 0.095
+    assert batcher.linger("m") == pytest.approx(0.005)
+    now[0] += 0.01
+    assert batcher.linger("m") == 0.0  # past its expected end: it ends any moment
+    forward.release.set()
+    second.join(10)
+    assert second.outputs == ["out:y"]
 
 
 def test_a_job_in_line_leaves_it_at_its_deadline(no_looks: None) -> None:
