@@ -44,8 +44,12 @@ class Gate:
         #: Told the number of jobs in hand whenever it may have changed (under the lock).
         self._on_change = on_change or (lambda _count: None)
 
+    def _in_hand(self) -> int:
+        """Jobs holding a place (lock held)."""
+        return self._shared + int(self._alone)
+
     def _changed(self) -> None:
-        self._on_change(self._shared + int(self._alone))
+        self._on_change(self._in_hand())
 
     def enter(self, *, alone: bool = False, job_id: str = "") -> bool:
         """Take a place: shared (waits while a suspect runs or waits to run alone), or alone.
@@ -115,4 +119,4 @@ class Gate:
     @property
     def running(self) -> int:
         with self._cond:
-            return self._shared + (1 if self._alone else 0)
+            return self._in_hand()

@@ -503,6 +503,12 @@ def _round(ctx: BenchContext, registries: dict[str, Path], texts: list[str]) -> 
             figures.update(service.burst("minilm", texts, prefix))
             return service.lone_jobs("minilm", texts[:LONE_JOBS])
 
+    def apart(alias: str, prefix: str, ratio: str, against: str) -> None:
+        """The burst of ``prefix`` with the model served from a process of its own (registry
+        ``alias``), and ``ratio``: its throughput over the burst ``against``'s."""
+        figures.update(_burst(ctx, registries[alias], alias, texts, prefix))
+        figures[ratio] = round(figures[f"{prefix}_tps"] / figures[f"{against}_tps"], 2)
+
     lone = batched("service_batched", PROCESSES)
     figures["lone_job_p50_ms"] = round(percentile(lone, 50), 1)
     figures["lone_job_p95_ms"] = round(percentile(lone, 95), 1)
@@ -513,10 +519,11 @@ def _round(ctx: BenchContext, registries: dict[str, Path], texts: list[str]) -> 
             figures["service_batched_1p_tps"] / figures["inprocess_batched_tps"], 2
         )
     if APART:
-        apart = registries["minilm-apart"]
-        figures.update(_burst(ctx, apart, "minilm-apart", texts, "service_batched_apart"))
-        figures["ratio_batched_apart_vs_batched"] = round(
-            figures["service_batched_apart_tps"] / figures["service_batched_tps"], 2
+        apart(
+            "minilm-apart",
+            "service_batched_apart",
+            "ratio_batched_apart_vs_batched",
+            "service_batched",
         )
 
     tiny = registries["tiny-text-classification"]
@@ -535,11 +542,7 @@ def _round(ctx: BenchContext, registries: dict[str, Path], texts: list[str]) -> 
             figures["small_job_1p_tps"] / figures["bare_celery_1p_tps"], 2
         )
     if APART:
-        apart = registries["tiny-apart"]
-        figures.update(_burst(ctx, apart, "tiny-apart", texts, "small_job_apart"))
-        figures["ratio_small_job_apart_vs_small_job"] = round(
-            figures["small_job_apart_tps"] / figures["small_job_tps"], 2
-        )
+        apart("tiny-apart", "small_job_apart", "ratio_small_job_apart_vs_small_job", "small_job")
     figures.update(_ceiling(figures))
 
     figures["ratio_batched_vs_inprocess_batched"] = round(
