@@ -70,6 +70,7 @@ from shared.queues import WORK_QUEUES
 @click.option("--process-number", type=int, default=None, hidden=True)
 @click.option("--lone-threads", type=int, default=None, hidden=True)
 @click.option("--group-file", type=click.Path(path_type=Path), default=None, hidden=True)
+@click.option("--cores", "own_cores", default=None, hidden=True)
 def worker(
     queues: tuple[str, ...],
     device: str,
@@ -83,8 +84,10 @@ def worker(
     process_number: int | None,
     lone_threads: int | None,
     group_file: Path | None,
+    own_cores: str | None,
 ) -> None:
     """Load the models of QUEUES once, then serve their jobs until SIGTERM."""
+    from services.worker.affinity import parse as parse_cores
     from services.worker.device import pin_device, pin_threads
     from shared.settings import parse_bytes
 
@@ -109,6 +112,7 @@ def worker(
             torch_threads=torch_threads,
             lone_threads=lone_threads,
             group_file=group_file,
+            cores=parse_cores(own_cores) if own_cores else None,
             process=None if process_number is None else str(process_number),
         )
     )
@@ -124,6 +128,7 @@ def _several(
 ) -> int:
     """Start ``processes`` children (``services/worker/processes.py``): this command's own
     arguments, each with its number, name, torch threads and metrics port."""
+    from services.worker.affinity import group_shares
     from services.worker.device import numbered, parse_device, worker_name
     from services.worker.processes import Processes, cores, threads_each
     from services.worker.threads import Peers
@@ -152,10 +157,14 @@ def _several(
         group = Path(path)
         Peers.create(group, processes)
         lone = ["--lone-threads", str(cores()), "--group-file", str(group)]
+    # Each child's Python threads on cores of its own (affinity.py); measured on CPUs only.
+    pinned = group_shares(processes) if not placement.gpus else None
     commands = []
     for number in range(1, processes + 1):
         own = ["--processes", "1", "--torch-threads", str(threads), *lone]
         own += ["--name", numbered(base, number), "--process-number", str(number)]
+        if pinned:
+            own += ["--cores", ",".join(map(str, pinned[number - 1]))]
         if port is not None:
             own += ["--metrics-port", str(port + number - 1 if port else 0)]
         commands.append([sys.executable, "-m", "services.cli", "worker", *shared, *own])

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from services.worker import early_ack, metrics
+from services.worker import affinity, early_ack, metrics
 from services.worker.device import Placement, check_visible, worker_name
 from services.worker.gate import Gate
 from services.worker.handlers import Handler, handler_for
@@ -108,6 +108,7 @@ def run(
     torch_threads: int | None = None,
     lone_threads: int | None = None,
     group_file: Path | None = None,
+    cores: list[int] | None = None,
     process: str | None = None,
 ) -> int:
     """Serve ``queues`` until shut down; returns the process exit code.
@@ -115,13 +116,17 @@ def run(
     ``torch_threads`` (set in the environment by :func:`~services.worker.device.pin_threads`
     before torch loads) is applied again once it has; ``lone_threads``, where given, is what
     a pass whose job is the only one in hand runs on, and ``group_file`` where the processes of
-    one command share their jobs in hand (``threads.py``); ``process`` tags the
+    one command share their jobs in hand (``threads.py``); ``cores``, where given, are the
+    cores this process keeps its threads on, all but its forward passes (``affinity.py``);
+    ``process`` tags the
     log lines of one of several processes (``pipeq worker --processes``). ``handlers`` is the
     seam through which tests run the real worker with fault-injecting handlers
     (``tests/faults.py``).
     """
     for key, value in {**QUIET_ENVIRONMENT, **OPENMP_ENVIRONMENT}.items():
         os.environ.setdefault(key, value)
+    if cores:  # before this process starts any thread: they all inherit it
+        affinity.pin(cores)
     # Containers often run as root; Celery's warning about it is noise there.
     warnings.filterwarnings("ignore", message=".*superuser privileges.*")
     settings = settings or get_settings()
@@ -136,6 +141,8 @@ def run(
         placement.visible_devices,
         redact_url(settings.resolved_broker_url),
     )
+    if cores:
+        log.info("threads on cores %s, forward passes on any", ",".join(map(str, cores)))
 
     check_visible(placement)
     check_database(settings)

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from services.worker import affinity
 from services.worker.control import JobControl, running
 from shared.errors import JobError, ModelFailure
 from shared.registry import ModelSpec
@@ -127,7 +128,8 @@ class ModelProcess:
             daemon=True,
         )
         started = time.perf_counter()
-        process.start()
+        with affinity.widened():  # the child inherits this thread's cores: all of them
+            process.start()
         child.close()
         self._process, self._conn, self._stop = process, parent, stop
         reply = self._wait(None, during="while loading the model")

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from services.worker import metrics
+from services.worker import affinity, metrics
 from services.worker.batching import LINGER_MOST, Batcher, params_key
 from services.worker.control import JobControl, Superseded, current, running
 from services.worker.gate import Gate
@@ -317,13 +317,14 @@ class JobRunner:
                     self.handlers, batch, params, control=current(), job_id=control.job_id
                 )
             self.threads.set_for(lone=self.gate.running <= 1)
-            return predict_splitting(
-                lambda part: handler.predict(loaded, part, params),
-                batch,
-                release=self.release_memory,
-                check=current().check,  # the job's, or its batch's: all of whose jobs stopped
-                job_id=control.job_id,
-            )
+            with affinity.widened():  # a pass may use every core (affinity.py)
+                return predict_splitting(
+                    lambda part: handler.predict(loaded, part, params),
+                    batch,
+                    release=self.release_memory,
+                    check=current().check,  # the job's, or its batch's: all of whose jobs stopped
+                    job_id=control.job_id,
+                )
 
         outputs, info = self.batcher.predict(
             request.model,

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from services.worker import affinity
 from services.worker.processes import threads_each
 from shared.client import Client
 from shared.db.engine import session_scope
@@ -109,6 +110,11 @@ def test_two_processes_share_the_queue(pair: WorkerProcess, private: Private) ->
     for number in (1, 2):
         assert f"[{number}] INFO    services.worker.main: worker nlp-cpu-{number}@{host}" in log
     assert log.count(f"; {threads} torch threads") == 2
+    # Each keeps its threads on cores of its own (affinity.py), where the host has enough.
+    shares = affinity.group_shares(2)
+    for number, pid in _pids(pair).items():
+        own = set(shares[number - 1]) if shares else os.sched_getaffinity(0)
+        assert os.sched_getaffinity(pid) == own
 
 
 def test_a_process_that_dies_is_started_again(pair: WorkerProcess, private: Private) -> None:

@@ -6,6 +6,7 @@ errors that keep their kind, and the memory budget's view of it.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from services.worker import affinity
 from services.worker.control import JobControl, cancelled
 from services.worker.handlers import handler_for
 from services.worker.model_process import ModelProcess, _portable, _rebuilt
@@ -77,6 +79,26 @@ def test_a_stop_reaches_the_pass_in_its_process(run_task: TaskRunner, serving: A
     pid = process.pid
     assert process.predict(handler_for, ["Hello"], params, control=_free())  # serves on
     assert process.pid == pid
+
+
+def test_a_pinned_worker_starts_its_model_process_on_every_core(serving: Any) -> None:
+    """A worker of a ``--processes`` group keeps its threads on its own cores (affinity.py);
+    the model's process, which only makes passes, gets every core."""
+    allowed = os.sched_getaffinity(0)
+    seen: list[set[int]] = []
+
+    def start() -> None:
+        affinity.pin([min(allowed)])  # this thread only, as a worker's job thread is
+        try:
+            seen.append(os.sched_getaffinity(serving("text-classification").pid))
+            seen.append(os.sched_getaffinity(0))
+        finally:
+            affinity._ALL = None
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join()
+    assert seen == [allowed, {min(allowed)}]
 
 
 def test_a_pass_that_ignores_its_stop_is_killed_with_its_process(

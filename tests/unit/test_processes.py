@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from services.cli import cli
-from services.worker import processes
+from services.worker import affinity, processes
 from services.worker.device import numbered
 from services.worker.processes import Processes, exit_code, threads_each
 
@@ -144,6 +144,8 @@ def test_the_command_runs_each_child_with_its_own_name_threads_and_port(
         assert flags["--memory-budget"] == "1GiB" and flags["--concurrency"] == "8"
         assert flags["--lone-threads"] == str(processes.cores())  # a share it chose itself
         assert flags["--group-file"] == first[first.index("--group-file") + 1]  # one for all
+        shares = affinity.group_shares(2)  # each child's threads on cores of its own
+        assert flags.get("--cores") == (",".join(map(str, shares[number - 1])) if shares else None)
     assert not Path(flags["--group-file"]).exists()  # removed once the children ended
     # A count the user gave holds for every pass; a port range past 65535 is refused.
     result = CliRunner().invoke(cli, ["worker", "-Q", "nlp", "-p", "2", "--torch-threads", "3"])
