@@ -2,20 +2,20 @@
 
 Each worker process runs some hundred Python threads (Celery's consumer, 64 job threads,
 the supervisor, a model's forward thread), all taking turns at one GIL. Left to the
-scheduler, they wander over every core: each handover of the GIL then moves the interpreter's
-hot data (reference counts, the frames, the GIL itself) from one core's cache to another's,
-and the two processes of a 2-core host keep evicting each other. ``pipeq worker
+scheduler, they wander over every core: each handover of the GIL then likely moves the
+interpreter's hot data (reference counts, the frames, the GIL itself) from one core's cache
+to another's, and the two processes of a 2-core host keep evicting each other. ``pipeq worker
 --processes N`` therefore gives each child an even share of the cores (:func:`shares`); the
 child's threads run there (:func:`pin`, before it starts any), and only a forward pass
 widens to every core the command may use (:func:`widened`), so that a lone job's pass still
 runs on all of them (``threads.py``) and torch's threads, started by the thread making the
 pass, inherit all of them.
 
-Measured on this repository's 2-core host, one warm worker of two processes, a 2,000-job
-MiniLM burst alternating with and without pinning: 362-379 texts/s pinned against 304-310,
-the job threads' CPU 1.1 s against 1.7, the forward threads' 7.1-7.6 s against 8.0-8.2 (the
-same passes); tiny jobs 963-1013 jobs/s against 728-809. One process pinned the same way
-gained nothing measurable, so a single process is left alone.
+Measured on this repository's 2-core host, one warm worker of two processes, 2,000-job
+bursts alternating pinned and unpinned: MiniLM 335-359 texts/s against 275-304, the job
+threads' CPU 1.2-1.3 s against 1.7-1.9, the forward threads' 7.6-7.9 s against 8.2-8.8 (the
+same passes); tiny jobs 792-911 jobs/s against 628-705. Lone jobs took as long either way.
+One process pinned the same way gained nothing measurable, so a single process is left alone.
 """
 
 from __future__ import annotations
