@@ -316,15 +316,18 @@ class JobRunner:
                 return loaded.model.predict(
                     self.handlers, batch, params, control=current(), job_id=control.job_id
                 )
-            self.threads.set_for(lone=self.gate.running <= 1)
+            threads = self.threads.set_for(lone=self.gate.running <= 1, model=request.model)
+            began = time.perf_counter()
             with affinity.widened():  # a pass may use every core (affinity.py)
-                return predict_splitting(
+                outputs = predict_splitting(
                     lambda part: handler.predict(loaded, part, params),
                     batch,
                     release=self.release_memory,
                     check=current().check,  # the job's, or its batch's: all of whose jobs stopped
                     job_id=control.job_id,
                 )
+            self.threads.ran(request.model, threads, time.perf_counter() - began, len(batch))
+            return outputs
 
         outputs, info = self.batcher.predict(
             request.model,

@@ -13,6 +13,12 @@ and 44-50 jobs/s in all, against 23-24 ms and 81-84 jobs/s on one thread each. O
 of ``--processes`` asks for that (``--lone-threads``): a ``--torch-threads`` the user gave is
 kept for every pass.
 
+Every core is not always faster, though: on this repository's host in a later session, a lone
+MiniLM pass in a two-process worker took 15.3-19.2 ms on two threads against 12.4-13.2 on one,
+while in a bare process two threads stayed faster (README, "What batching buys"). So each
+model's lone passes are timed on both counts (:class:`LoneChoice`): the first few alternate,
+then the faster one runs them, and the slower is tried again now and then.
+
 OpenMP keeps the count per calling thread, but ``torch.set_num_threads`` also sets what is
 process-wide (MKL's count, the count a new thread starts with), so the count last set is kept
 here too, and set again whenever a pass wants another.
@@ -20,10 +26,15 @@ here too, and set again whenever a pass wants another.
 
 from __future__ import annotations
 
+import logging
 import mmap
+import statistics
 import struct
 import threading
+from collections import deque
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 #: One slot per process of a group: its jobs in hand, a signed 64-bit integer.
 SLOT = struct.Struct("<q")
@@ -55,6 +66,58 @@ class Peers:
         )
 
 
+#: Lone passes of a model timed on each thread count before one is chosen, and again each time
+#: the other count is tried anew.
+TRIALS = 5
+#: Lone passes on the chosen count between two tries of the other.
+REVISIT = 200
+
+
+class LoneChoice:
+    """Which of two thread counts a model's lone passes run on, by timing them: each count
+    ``TRIALS`` times first, alternating; then the one whose last ``TRIALS`` passes took less
+    (median, seconds an item); after ``REVISIT`` passes on it, the other gets ``TRIALS`` more,
+    so that a host whose answer changes (another load, another size of input) is followed."""
+
+    def __init__(self, lone: int, busy: int, *, model: str = "") -> None:
+        self.options = (lone, busy)
+        self.model = model
+        self.times: dict[int, deque[float]] = {n: deque(maxlen=TRIALS) for n in self.options}
+        self._since = 0
+        self._told: int | None = None
+
+    def pick(self) -> int:
+        untried = [n for n in self.options if len(self.times[n]) < TRIALS]
+        if untried:  # the fewer timed first; on a tie, every core
+            return min(untried, key=lambda n: len(self.times[n]))
+        return self.chosen()
+
+    def chosen(self) -> int:
+        return min(self.options, key=lambda n: statistics.median(self.times[n]))
+
+    def record(self, threads: int, seconds_per_item: float) -> None:
+        settled = all(len(self.times[n]) == TRIALS for n in self.options)  # a chosen count's pass
+        self.times[threads].append(seconds_per_item)
+        if any(len(self.times[n]) < TRIALS for n in self.options):
+            return
+        best = self.chosen()
+        if best != self._told:
+            self._told = best
+            other = next(n for n in self.options if n != best)
+            log.info(
+                "model %s: lone passes on %d torch threads (%.1f ms an item) rather than %d (%.1f)",
+                self.model,
+                best,
+                statistics.median(self.times[best]) * 1000,
+                other,
+                statistics.median(self.times[other]) * 1000,
+            )
+        self._since += settled
+        if self._since >= REVISIT:
+            self._since = 0
+            self.times[next(n for n in self.options if n != best)].clear()
+
+
 class PassThreads:
     """``busy``: the threads of a pass under load (None: torch's default, left alone);
     ``lone``: of a pass whose job is the only one in hand (None: the same as ``busy``)."""
@@ -67,18 +130,35 @@ class PassThreads:
         self.peers = peers
         self._last: int | None = None
         self._lock = threading.Lock()
+        self._choices: dict[str, LoneChoice] = {}
 
-    def set_for(self, *, lone: bool) -> None:
+    def set_for(self, *, lone: bool, model: str = "") -> int | None:
         """``lone``: this pass's job is the only one its process holds. It still runs on the
-        process's share while another process of the group holds a job."""
+        process's share while another process of the group holds a job. Returns the count of
+        a lone pass of ``model``, to be timed (:meth:`ran`); None for any other pass."""
         if self.busy is None or self.lone is None or self.lone == self.busy:
-            return
+            return None
         import torch
 
         if lone and self.peers is not None and self.peers.others_busy():
             lone = False
-        wanted = self.lone if lone else self.busy
         with self._lock:
+            if lone:
+                choice = self._choices.get(model)
+                if choice is None:
+                    choice = self._choices[model] = LoneChoice(self.lone, self.busy, model=model)
+                wanted = choice.pick()
+            else:
+                wanted = self.busy
             if wanted != self._last or torch.get_num_threads() != wanted:
                 torch.set_num_threads(wanted)
                 self._last = wanted
+        return wanted if lone else None
+
+    def ran(self, model: str, threads: int | None, seconds: float, items: int) -> None:
+        """A lone pass of ``model`` on ``threads`` (what :meth:`set_for` returned) took
+        ``seconds`` for ``items`` inputs."""
+        if threads is None or items < 1:
+            return
+        with self._lock:
+            self._choices[model].record(threads, seconds / items)

@@ -266,3 +266,50 @@ def test_the_gate_counts_the_jobs_in_hand() -> None:
     gate.leave()
     assert gate.running == 0
     assert told == [1, 2, 1, 1, 1, 0]  # enter, enter, leave, alone (in), alone (out), leave
+
+
+def test_a_models_lone_passes_run_on_the_count_timed_faster(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each count is timed TRIALS times, alternating; then the faster runs the lone passes, and
+    the slower is timed anew after REVISIT of them, so that a change of answer is followed."""
+    from services.worker import threads as module
+    from services.worker.threads import LoneChoice
+
+    monkeypatch.setattr(module, "REVISIT", 10)
+    caplog.set_level("INFO", logger=module.__name__)
+    choice = LoneChoice(lone=2, busy=1, model="m")
+    cost = {2: 0.015, 1: 0.012}  # seconds an item: one thread faster, as on this repo's host
+    picked = []
+    for _ in range(2 * module.TRIALS):
+        picked.append(choice.pick())
+        choice.record(picked[-1], cost[picked[-1]])
+    assert picked == [2, 1] * module.TRIALS
+    assert "model m: lone passes on 1 torch threads (12.0 ms an item) rather than 2" in caplog.text
+    cost = {2: 0.009, 1: 0.012}  # the host changes: every core is faster now
+    picked = []
+    for _ in range(10 + module.TRIALS + 1):
+        picked.append(choice.pick())
+        choice.record(picked[-1], cost[picked[-1]])
+    assert picked == [1] * 10 + [2] * module.TRIALS + [2]  # tried anew, then kept
+
+
+def test_lone_passes_are_timed_per_model_and_only_lone_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from services.worker.threads import TRIALS, PassThreads
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 0)
+    threads = PassThreads(busy=1, lone=2)
+    assert threads.set_for(lone=False, model="a") is None  # a busy pass: not timed
+    for _ in range(TRIALS):
+        for count in (2, 1):
+            assert threads.set_for(lone=True, model="a") == count
+            threads.ran("a", count, {2: 0.02, 1: 0.01}[count] * 4, items=4)
+    assert threads.set_for(lone=True, model="a") == 1
+    assert threads.set_for(lone=True, model="b") == 2  # another model is timed on its own
+    threads.ran("b", None, 1.0, items=1)  # nothing to time: ignored
+    assert PassThreads(busy=2).set_for(lone=True, model="a") is None  # one count: no choice
