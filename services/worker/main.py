@@ -118,10 +118,9 @@ def run(
     a pass whose job is the only one in hand runs on, and ``group_file`` where the processes of
     one command share their jobs in hand (``threads.py``); ``cores``, where given, are the
     cores this process keeps its threads on, all but its forward passes (``affinity.py``);
-    ``process`` tags the
-    log lines of one of several processes (``pipeq worker --processes``). ``handlers`` is the
-    seam through which tests run the real worker with fault-injecting handlers
-    (``tests/faults.py``).
+    ``process`` tags the log lines of one of several processes (``pipeq worker
+    --processes``). ``handlers`` is the seam through which tests run the real worker with
+    fault-injecting handlers (``tests/faults.py``).
     """
     for key, value in {**QUIET_ENVIRONMENT, **OPENMP_ENVIRONMENT}.items():
         os.environ.setdefault(key, value)
