@@ -26,7 +26,9 @@ def unfrozen() -> Iterator[None]:
 def test_freeze_heap_takes_live_objects_out_of_full_collections(unfrozen: None) -> None:
     kept = Node()
     frozen = freeze_heap()
-    assert frozen == gc.get_freeze_count() > 0
+    # Frozen objects are still freed when their last reference goes (another test's thread
+    # may drop some meanwhile), but nothing joins them without another freeze.
+    assert 0 < gc.get_freeze_count() <= frozen
     assert all(obj is not kept for obj in gc.get_objects())  # no collection looks at it
 
 
