@@ -67,10 +67,6 @@ def pin(own: list[int]) -> None:
     os.sched_setaffinity(0, set(own) & allowed or allowed)
 
 
-def pinned() -> bool:
-    return _ALL is not None
-
-
 @contextlib.contextmanager
 def widened() -> Iterator[None]:
     """The calling thread on every core the process may use, then back on its own: around a

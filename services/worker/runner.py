@@ -316,9 +316,9 @@ class JobRunner:
                 return loaded.model.predict(
                     self.handlers, batch, params, control=current(), job_id=control.job_id
                 )
-            threads = self.threads.set_for(lone=self.gate.running <= 1, model=request.model)
-            began = time.perf_counter()
-            with affinity.widened():  # a pass may use every core (affinity.py)
+            with affinity.widened():  # a pass, and torch's threads it starts, on every core
+                threads = self.threads.set_for(lone=self.gate.running <= 1, model=request.model)
+                began = time.perf_counter()
                 outputs = predict_splitting(
                     lambda part: handler.predict(loaded, part, params),
                     batch,

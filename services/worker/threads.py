@@ -101,9 +101,9 @@ class LoneChoice:
         if any(len(self.times[n]) < TRIALS for n in self.options):
             return
         best = self.chosen()
+        other = next(n for n in self.options if n != best)
         if best != self._told:
             self._told = best
-            other = next(n for n in self.options if n != best)
             log.info(
                 "model %s: lone passes on %d torch threads (%.1f ms an item) rather than %d (%.1f)",
                 self.model,
@@ -115,7 +115,7 @@ class LoneChoice:
         self._since += settled
         if self._since >= REVISIT:
             self._since = 0
-            self.times[next(n for n in self.options if n != best)].clear()
+            self.times[other].clear()
 
 
 class PassThreads:
