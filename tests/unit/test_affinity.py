@@ -82,6 +82,30 @@ def test_threads_started_after_pin_stay_on_its_cores_and_a_pass_widens() -> None
     assert os.sched_getaffinity(0) == allowed  # the test's own thread never moved
 
 
+def _torch_threads(pinned: bool) -> int:
+    """Torch's default thread count in a new process, pinned to one core first or not."""
+    import subprocess
+    import sys
+
+    pin = "affinity.pin([min(os.sched_getaffinity(0))])" if pinned else ""
+    code = f"import os\nfrom services.worker import affinity\n{pin}\nimport torch\n"
+    code += "print(torch.get_num_threads())"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    return int(run.stdout)
+
+
+def test_openmp_counts_every_core_though_the_process_is_pinned() -> None:
+    """libgomp counts its cores once, as torch loads it; counted after the pin, passes on
+    more threads than that count spin too briefly between operations (``load_openmp``).
+    Its count shows as torch's default thread count where OMP_NUM_THREADS is not set."""
+    unpinned = _torch_threads(pinned=False)
+    if unpinned < 2:
+        pytest.skip("torch counts one core here: a pin to one core would change nothing")
+    assert _torch_threads(pinned=True) == unpinned
+
+
 def test_unpinned_a_pass_changes_nothing() -> None:
     before = os.sched_getaffinity(0)
     with affinity.widened():
