@@ -13,11 +13,11 @@ and 44-50 jobs/s in all, against 23-24 ms and 81-84 jobs/s on one thread each. O
 of ``--processes`` asks for that (``--lone-threads``): a ``--torch-threads`` the user gave is
 kept for every pass.
 
-Every core is not always faster, though: on this repository's host in a later session, a lone
-MiniLM pass in a two-process worker took 15.3-19.2 ms on two threads against 12.4-13.2 on one,
-while in a bare process two threads stayed faster (README, "What batching buys"). So each
-model's lone passes are timed on both counts (:class:`LoneChoice`): the first few alternate,
-then the faster one runs them, and the slower is tried again now and then.
+Every core is not always faster, though. Torch's OpenMP runtime, loaded after a process was
+pinned to one core, made passes on two threads slower than on one (fixed: ``affinity.py``,
+``load_openmp``); a host busy elsewhere, or a model whose passes do not split well, may do the
+same. So each model's lone passes are timed on both counts (:class:`LoneChoice`), in rounds
+of trials side by side, and the faster count runs them until the next round.
 
 OpenMP keeps the count per calling thread, but ``torch.set_num_threads`` also sets what is
 process-wide (MKL's count, the count a new thread starts with), so the count last set is kept
@@ -31,7 +31,6 @@ import mmap
 import statistics
 import struct
 import threading
-from collections import deque
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -66,56 +65,61 @@ class Peers:
         )
 
 
-#: Lone passes of a model timed on each thread count before one is chosen, and again each time
-#: the other count is tried anew.
-TRIALS = 5
-#: Lone passes on the chosen count between two tries of the other.
+#: Lone passes of a model timed on each thread count in one round of trials.
+TRIALS = 7
+#: Lone passes on the chosen count between two rounds of trials.
 REVISIT = 200
 
 
 class LoneChoice:
-    """Which of two thread counts a model's lone passes run on, by timing them: each count
-    ``TRIALS`` times first, alternating; then the one whose last ``TRIALS`` passes took less
-    (median, seconds an item); after ``REVISIT`` passes on it, the other gets ``TRIALS`` more,
-    so that a host whose answer changes (another load, another size of input) is followed."""
+    """Which of two thread counts a model's lone passes run on, by timing them in rounds of
+    trials: ``TRIALS`` passes on each count, alternating, then the one whose passes took less
+    (median, seconds an item) runs the next ``REVISIT``; then another round, so that a host
+    whose answer changes (another load, another size of input) is followed.
+
+    Only the passes of one round are compared, taken side by side: a pass that another
+    process slowed (on two threads, a core busy elsewhere for a moment doubles one: 7.4-8.5 ms
+    against 12.9-21.8) weighs as one of ``TRIALS``. Kept running, as at first, the chosen
+    count's last few passes against the other's from the round before switched a worker to
+    one thread for hundreds of passes after three slow ones in a row."""
 
     def __init__(self, lone: int, busy: int, *, model: str = "") -> None:
         self.options = (lone, busy)
         self.model = model
-        self.times: dict[int, deque[float]] = {n: deque(maxlen=TRIALS) for n in self.options}
+        self.trials: dict[int, list[float]] = {n: [] for n in self.options}
+        self.chosen: int | None = None
         self._since = 0
-        self._told: int | None = None
+
+    def _trying(self) -> bool:
+        return self.chosen is None or self._since >= REVISIT
 
     def pick(self) -> int:
-        untried = [n for n in self.options if len(self.times[n]) < TRIALS]
-        if untried:  # the fewer timed first; on a tie, every core
-            return min(untried, key=lambda n: len(self.times[n]))
-        return self.chosen()
-
-    def chosen(self) -> int:
-        return min(self.options, key=lambda n: statistics.median(self.times[n]))
+        if self._trying():  # the fewer timed first; on a tie, every core
+            return min(self.options, key=lambda n: len(self.trials[n]))
+        assert self.chosen is not None
+        return self.chosen
 
     def record(self, threads: int, seconds_per_item: float) -> None:
-        settled = all(len(self.times[n]) == TRIALS for n in self.options)  # a chosen count's pass
-        self.times[threads].append(seconds_per_item)
-        if any(len(self.times[n]) < TRIALS for n in self.options):
+        if not self._trying():
+            self._since += 1
             return
-        best = self.chosen()
+        self.trials[threads].append(seconds_per_item)
+        if any(len(self.trials[n]) < TRIALS for n in self.options):
+            return
+        median = {n: statistics.median(self.trials[n]) for n in self.options}
+        best = min(self.options, key=median.__getitem__)
         other = next(n for n in self.options if n != best)
-        if best != self._told:
-            self._told = best
+        if best != self.chosen:
             log.info(
                 "model %s: lone passes on %d torch threads (%.1f ms an item) rather than %d (%.1f)",
                 self.model,
                 best,
-                statistics.median(self.times[best]) * 1000,
+                median[best] * 1000,
                 other,
-                statistics.median(self.times[other]) * 1000,
+                median[other] * 1000,
             )
-        self._since += settled
-        if self._since >= REVISIT:
-            self._since = 0
-            self.times[other].clear()
+        self.chosen, self._since = best, 0
+        self.trials = {n: [] for n in self.options}
 
 
 class PassThreads:
