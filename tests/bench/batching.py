@@ -147,6 +147,8 @@ def _in_process_share(pipe: Any, texts: list[str]) -> dict[str, float]:
 FORWARD_LINE = re.compile(
     r"batch \d+: (\d+) jobs, \d+ items, waited [\d.]+ ms, forward ([\d.]+) ms"
 )
+#: A process's choice of torch threads for a model's lone passes (``threads.LoneChoice``).
+LONE_CHOICE_LINE = re.compile(r"\[(\d+)\] INFO +\S+: model \S+: lone passes on (\d+) torch threads")
 
 
 def cpu_seconds() -> dict[str, float]:
@@ -198,6 +200,13 @@ def _forward_passes(log: str) -> dict[str, float]:
         "largest_batch": biggest,
         "forward_ms_of_largest": round(statistics.mean(full), 1) if full else 0.0,
     }
+
+
+def _lone_threads(log: str) -> float | None:
+    """The torch threads each process last chose for its lone passes, averaged over the
+    processes (2.0: all chose two); None where none chose (one process, one count)."""
+    last = {process: int(threads) for process, threads in LONE_CHOICE_LINE.findall(log)}
+    return round(statistics.mean(last.values()), 2) if last else None
 
 
 def _db_retries(log: str) -> int:
@@ -501,7 +510,10 @@ def _round(ctx: BenchContext, registries: dict[str, Path], texts: list[str]) -> 
         with Service(ctx, registries["minilm"], prefix, processes=processes) as service:
             service.lone_jobs("minilm", texts[:20])
             figures.update(service.burst("minilm", texts, prefix))
-            return service.lone_jobs("minilm", texts[:LONE_JOBS])
+            lone = service.lone_jobs("minilm", texts[:LONE_JOBS])
+            if (threads := _lone_threads(service.worker.log())) is not None:
+                figures[f"{prefix}_lone_threads"] = threads
+            return lone
 
     def apart(alias: str, prefix: str, ratio: str, against: str) -> None:
         """The burst of ``prefix`` with the model served from a process of its own (registry
