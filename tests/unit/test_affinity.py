@@ -91,7 +91,10 @@ def _torch_threads(pinned: bool) -> int:
     code = f"import os\nfrom services.worker import affinity\n{pin}\nimport torch\n"
     code += "print(torch.get_num_threads())"
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    root = Path(__file__).parents[2]
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root
+    )
     assert run.returncode == 0, run.stderr
     return int(run.stdout)
 
