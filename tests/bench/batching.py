@@ -421,6 +421,7 @@ HEADLINE = (
     "service_unbatched_tps",
     "service_batched_tps",
     "lone_job_minus_inprocess_call_ms",
+    "service_batched_lone_threads",
     "small_job_tps",
     "bare_celery_tps",
     "ratio_batched_vs_inprocess_batched",
