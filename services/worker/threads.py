@@ -69,13 +69,21 @@ class Peers:
 TRIALS = 7
 #: Lone passes on the chosen count between two rounds of trials.
 REVISIT = 200
+#: How much faster (a share of the time an item) the process's share must be timed in a round
+#: for lone passes to leave every core for it.
+MARGIN = 0.1
 
 
 class LoneChoice:
     """Which of two thread counts a model's lone passes run on, by timing them in rounds of
     trials: ``TRIALS`` passes on each count, alternating, then the one whose passes took less
     (median, seconds an item) runs the next ``REVISIT``; then another round, so that a host
-    whose answer changes (another load, another size of input) is followed.
+    whose answer changes (another load, another size of input) is followed. Every core (the
+    ``lone`` count) is kept unless the other is faster by more than ``MARGIN``: a round's
+    trials may fall in a noisy moment (the first lone jobs after a burst, while the database
+    digests it): in one of three bench rounds without it, one process of a fresh worker chose
+    one thread, and that round's lone jobs took +17.7 ms over an in-process call, against
+    +12.6-12.7 in the other two.
 
     Only the passes of one round are compared, taken side by side: a pass that another
     process slowed (on two threads, a core busy elsewhere for a moment doubles one: 7.4-8.5 ms
@@ -107,8 +115,8 @@ class LoneChoice:
         if any(len(self.trials[n]) < TRIALS for n in self.options):
             return
         median = {n: statistics.median(self.trials[n]) for n in self.options}
-        best = min(self.options, key=median.__getitem__)
-        other = next(n for n in self.options if n != best)
+        lone, busy = self.options
+        best, other = (busy, lone) if median[busy] < median[lone] * (1 - MARGIN) else (lone, busy)
         if best != self.chosen:
             log.info(
                 "model %s: lone passes on %d torch threads (%.1f ms an item) rather than %d (%.1f)",

@@ -321,6 +321,21 @@ def test_slow_passes_between_rounds_do_not_change_the_choice(
     assert choice.pick() == 2
 
 
+def test_every_core_is_kept_unless_the_share_is_clearly_faster() -> None:
+    """A round that times one thread a little faster (noise, as likely as not) keeps every
+    core; one that times it faster by more than MARGIN does not."""
+    from services.worker import threads as module
+    from services.worker.threads import LoneChoice
+
+    for one_thread, expected in ((0.0097, 2), (0.0085, 1)):  # against 0.010 on two threads
+        choice = LoneChoice(lone=2, busy=1)
+        for _ in range(2 * module.TRIALS):
+            count = choice.pick()
+            choice.record(count, {2: 0.010, 1: one_thread}[count])
+        assert choice.chosen == expected, one_thread
+    assert 0.0085 < 0.010 * (1 - module.MARGIN) < 0.0097
+
+
 def test_lone_passes_are_timed_per_model_and_only_lone_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
