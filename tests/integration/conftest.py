@@ -11,7 +11,7 @@ import pytest
 from shared.client import Client
 from shared.settings import Settings
 from tests.helpers import WorkerProcess, pipeq
-from tests.infra import Infra, infra
+from tests.infra import Infra, infra, isolated_services
 
 __all__ = ["infra"]
 
@@ -58,3 +58,13 @@ def worker(
     process = WorkerProcess(queues=["nlp", "vision", "audio"], env=pipeq_env, log=log).start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def own_vhost() -> Iterator[str]:
+    """A broker URL on a RabbitMQ vhost of the test module's own (empty: no queue declared,
+    no worker), dropped afterwards; skipped where rabbitmqctl cannot make one."""
+    with isolated_services() as services:
+        if services.broker_url.rstrip("/").endswith(":5672"):
+            pytest.skip("no vhost of our own (rabbitmqctl is not on this machine)")
+        yield services.broker_url

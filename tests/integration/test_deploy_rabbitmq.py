@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +20,8 @@ from amqp.exceptions import PreconditionFailed
 from kombu import Connection, Queue
 
 from shared.queues import WORK_QUEUES, dead_letter_queue, kombu_queues
-from tests.infra import isolated_services
 
 DEFINITIONS = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq" / "definitions.json"
-
-
-@pytest.fixture(scope="module")
-def broker_url() -> Iterator[str]:
-    with isolated_services() as services:
-        if services.broker_url.rstrip("/").endswith(":5672"):
-            pytest.skip("no vhost of our own (rabbitmqctl is not on this machine)")
-        yield services.broker_url
 
 
 def declare_definitions(connection: Connection, data: dict[str, Any]) -> None:
@@ -56,9 +46,9 @@ def declare_definitions(connection: Connection, data: dict[str, Any]) -> None:
     channel.close()
 
 
-def test_the_codes_declarations_agree_with_the_definitions(broker_url: str) -> None:
+def test_the_codes_declarations_agree_with_the_definitions(own_vhost: str) -> None:
     data = json.loads(DEFINITIONS.read_text())
-    with Connection(broker_url) as connection:
+    with Connection(own_vhost) as connection:
         declare_definitions(connection, data)
         channel = connection.channel()
         for queue in [*kombu_queues(WORK_QUEUES), dead_letter_queue()]:
@@ -74,11 +64,11 @@ def test_the_codes_declarations_agree_with_the_definitions(broker_url: str) -> N
         assert message is not None and message.payload == {"probe": 1}
 
 
-def test_a_mismatch_would_be_refused(broker_url: str) -> None:
+def test_a_mismatch_would_be_refused(own_vhost: str) -> None:
     """The check above can fail: the same queue with another delivery limit is refused."""
     (queue,) = kombu_queues(("vision",))
     arguments = {**(queue.queue_arguments or {}), "x-delivery-limit": 5}
-    with Connection(broker_url) as connection:
+    with Connection(own_vhost) as connection:
         declare_definitions(connection, json.loads(DEFINITIONS.read_text()))
         with pytest.raises(PreconditionFailed):
             Queue("vision", queue.exchange, "vision", queue_arguments=arguments)(

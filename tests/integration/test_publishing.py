@@ -8,36 +8,24 @@ task's queue.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from kombu import Connection
 
 from shared.celery_app import make_app
 from shared.jobs import parse_job
 from shared.publishing import publish_all
 from shared.settings import Settings
-from tests.infra import isolated_services
-
-
-@pytest.fixture(scope="module")
-def broker_url() -> Iterator[str]:
-    with isolated_services() as services:
-        if services.broker_url.rstrip("/").endswith(":5672"):
-            pytest.skip("no vhost of our own (rabbitmqctl is not on this machine)")
-        yield services.broker_url
 
 
 def test_one_call_fills_queues_it_declares_itself_each_with_its_own_jobs(
-    broker_url: str,
+    own_vhost: str,
 ) -> None:
-    app = make_app(Settings(broker_url=broker_url))
+    app = make_app(Settings(broker_url=own_vhost))
     jobs = [
         {"task": "text-classification", "model": "m", "inputs": f"text {i}"} for i in range(3)
     ] + [{"task": "image-classification", "model": "v", "inputs": "aGVsbG8="}]
     requests = [parse_job(job).with_id() for job in jobs]
     publish_all(app, [(r.model_dump(mode="json", exclude_none=True), r) for r in requests])
-    with Connection(broker_url) as connection:
+    with Connection(own_vhost) as connection:
         channel = connection.channel()
         counts = {
             name: channel.queue_declare(name, passive=True).message_count
