@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from shared import states
 from shared.celery_app import make_app
 from shared.db import repo
+from shared.db.direct import direct
 from shared.db.ended import Listener
 from shared.db.engine import session_scope
 from shared.db.reads import reader
@@ -247,7 +248,11 @@ class Client:
         self.publish(request.model_dump(mode="json", exclude_none=True), request)
 
     def get(self, job_id: str) -> JobView:
-        view = reader(self._db, READS_NAME).read(lambda session: repo.get_view(session, job_id))
+        fast = direct(self._db, READS_NAME)  # PostgreSQL: one statement, no session
+        if fast is not None:
+            view = repo.get_view(fast, job_id)
+        else:
+            view = reader(self._db, READS_NAME).read(lambda session: repo.get_view(session, job_id))
         if view is None:
             raise JobNotFound(f"no job {job_id!r}")
         return view

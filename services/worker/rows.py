@@ -23,13 +23,13 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from services.worker.group_commit import GroupCommit
 from shared import attempts, states
 from shared.attempts import Ending
 from shared.db import repo
+from shared.db.direct import Direct, direct
 from shared.db.engine import session_scope
 from shared.db.models import Job, utcnow
 from shared.errors import DatabaseUnavailable, PipeqError, TransactionRolledBack
@@ -68,7 +68,7 @@ class Rows:
         self.retry_seconds = retry_seconds
         self.group = GroupCommit(self.persist_alone)
         #: PostgreSQL: a claim or success committing alone is first tried as one statement.
-        self.one_statement = make_url(db_url).get_backend_name() == "postgresql"
+        self.direct = direct(db_url)
 
     @staticmethod
     def size_of(raw: Any) -> int:
@@ -129,7 +129,9 @@ class Rows:
         repeated = {id(claim): self._claim_many(session, [claim])[0] for claim in again}
         return [repeated.get(id(claim)) or found[claim.request.id or ""] for claim in claims]
 
-    def _claim_matching(self, session: Session, claims: list[_Claim]) -> dict[str, Started]:
+    def _claim_matching(
+        self, session: Session | Direct, claims: list[_Claim]
+    ) -> dict[str, Started]:
         """PostgreSQL: the claims of distinct jobs whose rows match their messages, in one
         statement (``states.start_matching``); the others are left untouched."""
         return states.start_matching(
@@ -279,17 +281,19 @@ class Rows:
         return self.group.run(write)
 
     def _quickly(
-        self, quick: Callable[[Session], T | None], write: Callable[[Session], T]
+        self, quick: Callable[[Direct], T | None], write: Callable[[Session], T]
     ) -> Callable[[], T] | None:
         """For a write committing alone on PostgreSQL: ``quick``, one statement outside a
-        transaction (one round trip, not three: no BEGIN, no COMMIT), for the common case;
+        transaction (one round trip, not three: no BEGIN, no COMMIT), sent straight through
+        psycopg (``shared/db/direct.py``: no session, no pool checkout), for the common case;
         if it wrote nothing (None: the row is not as expected), ``write``, the general way,
         in a transaction sorts it out. None elsewhere (SQLite: the group's write as it is)."""
-        if not self.one_statement:
+        direct = self.direct
+        if direct is None:
             return None
 
         def alone() -> T:
-            done = self.persist_alone(quick, autocommit=True)
+            done = self._retrying(lambda: quick(direct))
             return done if done is not None else self.persist_alone(write)
 
         return alone
@@ -302,6 +306,11 @@ class Rows:
             # No ping: a connection lost with a restarted server fails this try, not the next.
             with session_scope(self.db_url, ping=False, autocommit=autocommit) as session:
                 return write(session)
+
+        return self._retrying(once)
+
+    def _retrying(self, once: Callable[[], T]) -> T:
+        """``once()``, tried again with backoff while the DB is away."""
 
         def retrying(exc: BaseException, delay: float) -> None:
             if isinstance(exc, TransactionRolledBack):
@@ -352,7 +361,7 @@ def _successes(ends: list[_End]) -> tuple[dict[str, tuple[str, Any]], dict[str, 
     return results, progress
 
 
-def _succeed_closing(session: Session, end: _End) -> str | None:
+def _succeed_closing(session: Session | Direct, end: _End) -> str | None:
     """PostgreSQL: one success in one statement, its attempt closed; None if it did not hold."""
     results, progress = _successes([end])
     return (

@@ -9,7 +9,8 @@ on every transaction (a connection the server dropped then fails one attempt, is
 discarded with the rest of the pool, and the retry gets a fresh one).
 :func:`session_scope` is the unit of work: callers own the transaction, repository
 functions never commit (``shared/db/reads.py`` has the reads of one query, outside any
-transaction).
+transaction; ``shared/db/direct.py`` the single statements a lone job waits on, sent straight
+through psycopg on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def session_scope(
 
 def reset_engines() -> None:
     """Forget every engine (tests that switch databases, processes after fork)."""
-    from shared.db import reads
+    from shared.db import direct, reads
 
-    for factory in (_factory, _engine, reads.reader):
+    for factory in (_factory, _engine, reads.reader, direct.direct):
         factory.cache_clear()

@@ -12,11 +12,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from shared.db import webhooks
+from shared.db.direct import Direct
 from shared.db.models import Job, utcnow
 from shared.jobs import ErrorView, JobRequest, JobView
 from shared.states import State
@@ -168,11 +169,19 @@ def ensure_raw_job(
     )
 
 
-def get_view(session: Session, job_id: str) -> JobView | None:
+#: A job's row, by id (``{"id": ...}``): the read behind every status call and wait.
+JOB_BY_ID = select(Job.__table__).where(Job.__table__.c.id == bindparam("id"))
+
+
+def get_view(session: Session | Direct, job_id: str) -> JobView | None:
     """The job as users see it, read with one Core query (no ORM object: this is the read
-    that every wait and status call makes)."""
-    table = Job.__table__
-    row = session.execute(select(table).where(table.c.id == job_id)).first()
+    that every wait and status call makes); on PostgreSQL ``Client.get`` sends it through a
+    :class:`~shared.db.direct.Direct`."""
+    if isinstance(session, Direct):
+        rows = session.execute(JOB_BY_ID, {"id": job_id})
+        row = rows[0] if rows else None
+    else:
+        row = session.execute(JOB_BY_ID, {"id": job_id}).first()
     return None if row is None else to_view(row)
 
 

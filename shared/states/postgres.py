@@ -10,7 +10,8 @@ general path to sort out; SQLite (the embedded default) always takes it. Each na
 its rows by primary key as an array too (``id = ANY(:ids)``), so the planner looks
 them up by index whatever its statistics say of a table that grew since.
 
-Functions take the caller's session and never commit.
+Functions take the caller's session and never commit. The claim and the success of a lone
+job may be given a :class:`~shared.db.direct.Direct` instead, each its own transaction.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from shared.db.direct import Direct
 from shared.db.models import utcnow
 from shared.states.machine import Outcome, Started, State, heartbeat
 
@@ -83,7 +85,7 @@ SELECT id, attempts, created_at FROM started
 
 
 def start_matching(
-    session: Session,
+    session: Session | Direct,
     claims: list[Claim],
     *,
     worker: str,
@@ -151,7 +153,7 @@ SELECT id FROM done
 
 
 def succeed_closing(
-    session: Session,
+    session: Session | Direct,
     results: dict[str, tuple[str, Any]],
     *,
     progress: dict[str, Any] | None = None,

@@ -5,6 +5,7 @@ tests again, on the real database, and what only the one-statement path could ge
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -95,17 +96,35 @@ def test_a_success_keeps_progress_and_a_null_result(db_url: str, tmp_path: Path)
     assert [(v.result, v.progress) for v in views if v] == [(None, {"s": 9}), ([], {"step": 1})]
 
 
+def _direct_sent(rows: Rows, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The first word of each statement ``rows`` sends straight through psycopg (its
+    ``Direct``), as it sends them (to the real database)."""
+    assert rows.direct is not None
+    sent: list[str] = []
+    execute = rows.direct.execute
+
+    def counted(statement: Any, params: Any = None) -> list[Any]:
+        sent.append(str(statement).split(None, 1)[0])
+        return execute(statement, params)
+
+    monkeypatch.setattr(rows.direct, "execute", counted)
+    return sent
+
+
 def test_a_lone_claim_and_success_are_one_statement_each_outside_a_transaction(
-    db_url: str, tmp_path: Path
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Each goes straight through psycopg, nothing through SQLAlchemy's engine."""
     (request,) = unit._inserted(db_url, "alone")
     rows = unit._rows(db_url, tmp_path)
+    sent = _direct_sent(rows, monkeypatch)
     with unit.Statements(db_url, ping=False) as claiming:
         started = rows.claim(request, stale_after=unit.LEASE)
     with unit.Statements(db_url, ping=False) as succeeding:
         state = rows.finish(request.id or "", started.lease, Ending.SUCCEEDED, result=[1])
     assert (started.outcome, state) == (Outcome.STARTED, "SUCCEEDED")
-    assert (claiming.autocommit, succeeding.autocommit) == ([True], [True])
+    assert sent == ["WITH", "WITH"]
+    assert (claiming.count, succeeding.count) == (0, 0)
     with session_scope(db_url) as session:
         view = repo.get_view(session, request.id or "")
         attempts = session.scalars(
@@ -116,23 +135,25 @@ def test_a_lone_claim_and_success_are_one_statement_each_outside_a_transaction(
 
 
 def test_a_lone_write_the_one_statement_cannot_make_goes_the_general_way(
-    db_url: str, tmp_path: Path
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No row yet (a producer without the database), a cancel asked while it ran: the one
     statement writes nothing, and the general write, in a transaction, sorts it out."""
     foreign = unit._request("from a producer without the database")
     rows = unit._rows(db_url, tmp_path)
+    sent = _direct_sent(rows, monkeypatch)
     with unit.Statements(db_url, ping=False) as claiming:
         started = rows.claim(foreign, stale_after=unit.LEASE)
     assert started.outcome is Outcome.STARTED
-    assert claiming.autocommit[0] is True and not any(claiming.autocommit[1:])
+    assert sent == ["WITH"]
+    assert claiming.autocommit and not any(claiming.autocommit)
     with session_scope(db_url) as session:
         unit.states.cancel(session, foreign.id or "")
     with unit.Statements(db_url, ping=False) as succeeding:
         state = rows.finish(foreign.id or "", started.lease, Ending.SUCCEEDED, result=[1])
     assert state == "CANCELLED"
-    assert succeeding.autocommit[0] is True and not any(succeeding.autocommit[1:])
-    assert len(succeeding.autocommit) > 1
+    assert sent == ["WITH", "WITH"]
+    assert succeeding.autocommit and not any(succeeding.autocommit)
 
 
 def _plans(statements: unit.Statements) -> list[str]:
