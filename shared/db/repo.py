@@ -169,8 +169,16 @@ def ensure_raw_job(
     )
 
 
-#: A job's row, by id (``{"id": ...}``): the read behind every status call and wait.
-JOB_BY_ID = select(Job.__table__).where(Job.__table__.c.id == bindparam("id"))
+#: The columns a :class:`JobView` shows or derives (never the inputs: up to 64 KiB of JSON).
+VIEW_COLUMNS = (
+    "id", "state", "task", "model", "queue", "priority", "result", "progress", "attempts",
+    "worker", "idempotency_key", "schedule_id", "created_at", "started_at", "finished_at",
+    "updated_at", "cancel_requested", "error_type", "error_message",
+)  # fmt: skip
+#: A job's view columns, by id (``{"id": ...}``): the read behind every status call and wait.
+JOB_BY_ID = select(*(Job.__table__.c[name] for name in VIEW_COLUMNS)).where(
+    Job.__table__.c.id == bindparam("id")
+)
 
 
 def get_view(session: Session | Direct, job_id: str) -> JobView | None:

@@ -9,11 +9,15 @@ import time
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
+from shared import states
 from shared.client import READS_NAME, Client
 from shared.db import direct as direct_module
+from shared.db import repo
 from shared.db.direct import Direct, direct
+from shared.db.engine import session_scope
 from shared.db.reads import APPLICATION_NAME, Reader
 from shared.errors import DatabaseUnavailable, SchemaMissing
+from shared.jobs import parse_job
 from shared.settings import Settings
 
 BACKEND = text("SELECT pg_backend_pid()")
@@ -107,4 +111,30 @@ def test_direct_connections_in_use_are_bounded_and_a_caller_beyond_waits_then_fa
         assert fast.execute(text("SELECT 1 AS one"))[0].one == 1  # its slot came back
     finally:
         slow.join()
+        fast.close()
+
+
+def test_a_view_read_straight_through_psycopg_is_the_sessions(settings: Settings) -> None:
+    """The same job, finished with a result, progress and an error, read both ways."""
+    url = settings.resolved_database_url
+    with session_scope(url) as session:
+        ended = []
+        for outcome in ("succeed", "fail"):
+            request = parse_job({"task": "text-classification", "model": "m", "inputs": "x"})
+            (job,) = repo.insert_jobs(session, [request.with_id()], inline_limit=1024)
+            states.start(session, job.id, worker="w")
+            states.heartbeat(session, job.id, progress={"step": 2})
+            if outcome == "succeed":
+                states.succeed(session, job.id, [{"label": "a", "score": 0.5}])
+            else:
+                states.fail(session, job.id, error_type="model_failure", message="boom")
+            ended.append(job.id)
+    fast = Direct(url)
+    try:
+        for job_id in ended:
+            with session_scope(url) as session:
+                slow = repo.get_view(session, job_id)
+            assert slow is not None and repo.get_view(fast, job_id) == slow
+        assert repo.get_view(fast, "no-such-job") is None
+    finally:
         fast.close()

@@ -118,6 +118,7 @@ def test_tenant_views_match_the_repository_view(db_url: str) -> None:
             job = repo.get_job(session, job_id)
             assert job is not None
             assert tenancy.get_owned(session, job_id, "acme") == repo.to_view(job)
+            assert repo.get_view(session, job_id) == repo.to_view(job)  # its narrower read
 
 
 def test_cursors_round_trip_and_junk_is_refused() -> None:
