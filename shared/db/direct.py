@@ -49,13 +49,16 @@ IDLE_MOST = 8
 OPEN_MOST = 30
 WAIT_SECONDS = 30.0
 
+#: How these connections show in ``pg_stat_activity`` unless the caller names them.
+APPLICATION_NAME = "pipeq-direct"
+
 _DIALECT = postgresql.dialect(driver="psycopg")  # type: ignore[no-untyped-call]
 
 
 class Direct:
     """Single statements on one PostgreSQL database, in autocommit (see the module)."""
 
-    def __init__(self, url: str, *, application_name: str = "pipeq-direct") -> None:
+    def __init__(self, url: str, *, application_name: str = APPLICATION_NAME) -> None:
         self._conninfo = (
             make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         )
@@ -164,10 +167,6 @@ def _compiled(statement: ClauseElement) -> str:
     if known is None or known[0] is not statement:
         known = _SQL[id(statement)] = (statement, str(statement.compile(dialect=_DIALECT)))
     return known[1]
-
-
-#: How these connections show in ``pg_stat_activity`` unless the caller names them.
-APPLICATION_NAME = "pipeq-direct"
 
 
 @functools.cache
